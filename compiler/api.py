@@ -1,0 +1,150 @@
+"""The library behind every command: each function returns data and never prints.
+
+    load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path, PurePosixPath
+
+from compiler import codes
+from compiler.bundle import build_bundle, canonical_json
+from compiler.bundle_types import Bundle
+from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
+from compiler.graph import Catalog, build
+from compiler.lint import lint
+from compiler.load import Loaded, definition_files, load_object, read_source
+from compiler.model import Project
+from compiler.parallel import map_files
+from compiler.schema import schemas
+from compiler.traffic import effective_traffic
+from compiler.validate import check_object
+
+
+class UsageError(Exception):
+    """A problem with how expc was called, not with the definitions (exit 2)."""
+
+
+@dataclass
+class Snapshot:
+    """One validated set of definitions."""
+
+    root: Path
+    objects: dict[str, Loaded] = field(default_factory=dict)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    catalog: Catalog | None = None
+
+    @property
+    def project(self) -> Project | None:
+        loaded = self.objects.get("project")
+        if loaded is not None and isinstance(loaded.definition, Project):
+            return loaded.definition
+        for loaded in self.objects.values():
+            if isinstance(loaded.definition, Project):
+                return loaded.definition
+        return None
+
+    @property
+    def default_by(self) -> str:
+        project = self.project
+        return project.bucketing.by if project else "user_id"
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def _display(root: Path, display_root: str | None, path: Path) -> str:
+    relative = PurePosixPath(path.relative_to(root).as_posix())
+    base = str(root) if display_root is None else display_root
+    return str(PurePosixPath(base) / relative) if base not in ("", ".") else str(relative)
+
+
+def _load_one(job: tuple[Path, Path, str]) -> tuple[Loaded | None, list[Diagnostic]]:
+    root, path, display = job
+    source = read_source(path, display)
+    if isinstance(source, Diagnostic):
+        return None, [source]
+    loaded = load_object(source)
+    if isinstance(loaded, list):
+        return None, loaded
+    problems = list(check_object(loaded, PurePosixPath(path.relative_to(root).as_posix())))
+    return loaded, problems
+
+
+def load_snapshot(root: Path, display_root: str | None = None) -> Snapshot:
+    """Read, validate, link and lint every definition below `root`."""
+    if not root.is_dir():
+        raise UsageError(f"{root}: no such definitions directory")
+    jobs = [(root, path, _display(root, display_root, path)) for path in definition_files(root)]
+    snapshot = Snapshot(root)
+    for loaded, problems in map_files(_load_one, jobs):
+        snapshot.diagnostics.extend(problems)
+        if loaded is None:
+            continue
+        key = loaded.definition.key
+        earlier = snapshot.objects.get(key)
+        if earlier is not None:
+            snapshot.diagnostics.append(
+                make(
+                    codes.DUPLICATE_OBJECT,
+                    f"key '{key}' is already used by {earlier.source.path}; keys are unique "
+                    "across all kinds, rename one",
+                    loaded.span("key"),
+                )
+            )
+            continue
+        snapshot.objects[key] = loaded
+    catalog, problems = build(snapshot.objects)
+    snapshot.diagnostics.extend(problems)
+    snapshot.catalog = catalog
+    if not snapshot.has_errors:
+        snapshot.diagnostics.extend(lint(catalog, snapshot.project))
+    snapshot.diagnostics = sorted_diagnostics(snapshot.diagnostics)
+    return snapshot
+
+
+def traffic_report(snapshot: Snapshot) -> dict[str, Fraction]:
+    """Expected share of all users each experiment enrols (DESIGN §4)."""
+    if snapshot.catalog is None or snapshot.has_errors:
+        return {}
+    return effective_traffic(snapshot.catalog)
+
+
+def bundle(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
+    if snapshot.catalog is None or snapshot.has_errors:
+        raise UsageError("definitions have errors; run 'expc validate' and fix them first")
+    return build_bundle(snapshot.catalog, snapshot.default_by, source_commit)
+
+
+def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, str]:
+    """Relative path under the output directory -> exact file content."""
+    files = {"bundle.json": canonical_json(bundle(snapshot, source_commit))}
+    for name, document in schemas().items():
+        files[f"schema/{name}"] = canonical_json(document)
+    return files
+
+
+def stale_files(out_dir: Path, files: dict[str, str]) -> list[str]:
+    """Files under `out_dir` that are missing or differ from what compile would write."""
+    stale = []
+    for name, content in sorted(files.items()):
+        target = out_dir / name
+        try:
+            current = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != content:
+            stale.append(name)
+    return stale
+
+
+def graph_edges(snapshot: Snapshot) -> Iterable[tuple[str, str, str]]:
+    """(from, to, relation) in a stable order, for `expc graph`."""
+    if snapshot.catalog is None:
+        return []
+    graph = snapshot.catalog.graph
+    return sorted((a, b, graph.edges[a, b]["reference"].relation) for a, b in graph.edges)

@@ -1,0 +1,74 @@
+"""DESIGN §3, normative: every SDK must match this bit for bit.
+
+    h     = murmur3_x86_32(utf8(salt + "/" + value), seed 0), unsigned
+    alloc = h % 100
+    point = h // 100                      (0 .. 42949672)
+    B(c)  = c * 42949673 // 10000         (c: cumulative basis points)
+
+Shares are integers in basis points (percent x 100), so no float ever decides a range.
+This module imports only the standard library and mmh3: the evaluator uses it too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import Decimal
+
+import mmh3
+
+POINTS = 42_949_673  # number of distinct points: 0 .. 42949672
+FULL = 10_000  # 100 % in basis points
+
+
+def hash_value(salt: str, value: str) -> int:
+    return int(mmh3.hash((salt + "/" + value).encode("utf-8"), 0, signed=False))
+
+
+def alloc(h: int) -> int:
+    return h % 100
+
+
+def point(h: int) -> int:
+    return h // 100
+
+
+def boundary(cumulative_bp: int) -> int:
+    """The first point beyond a cumulative share, B(c)."""
+    return cumulative_bp * POINTS // FULL
+
+
+def basis_points(percent: Decimal | int) -> int:
+    """Percent with at most two decimals to basis points, exactly."""
+    value = Decimal(percent) * 100
+    if value != value.to_integral_value():
+        raise ValueError(f"{percent} has more than two decimals")
+    return int(value)
+
+
+def fill_shares(explicit: Sequence[int | None], total: int = FULL) -> list[int]:
+    """Shares in basis points where `None` splits what is left evenly.
+
+    The remainder of the even split goes to the first omitted share, so the result
+    sums exactly to `total` whenever anything was omitted.
+    """
+    given = sum(share for share in explicit if share is not None)
+    omitted = [i for i, share in enumerate(explicit) if share is None]
+    shares = [share or 0 for share in explicit]
+    if omitted:
+        rest = max(total - given, 0)
+        each, remainder = divmod(rest, len(omitted))
+        for i in omitted:
+            shares[i] = each
+        shares[omitted[0]] += remainder
+    return shares
+
+
+def ranges(shares_bp: Sequence[int], start_bp: int = 0) -> list[tuple[int, int]]:
+    """Half-open point ranges for consecutive shares, starting at `start_bp`."""
+    result = []
+    cumulative = start_bp
+    for share in shares_bp:
+        begin = boundary(cumulative)
+        cumulative += share
+        result.append((begin, boundary(cumulative)))
+    return result

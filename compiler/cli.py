@@ -1,0 +1,181 @@
+"""The command line: parse arguments, call the library, print, map to exit codes.
+
+Exit codes: 0 success, 1 blocking findings (or stale outputs with --check),
+2 usage or input error, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from compiler import __version__, api
+from compiler.diagnostics import (
+    Diagnostic,
+    promote_warnings,
+    render_github,
+    render_json,
+    render_text,
+)
+from compiler.files import write_outputs
+from compiler.render_graph import render_dot, render_mermaid
+from compiler.traffic import format_share
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
+
+
+def _snapshot(args: argparse.Namespace) -> tuple[api.Snapshot, list[Diagnostic]]:
+    snapshot = api.load_snapshot(Path(args.definitions))
+    diagnostics = snapshot.diagnostics
+    if getattr(args, "strict", False):
+        diagnostics = promote_warnings(diagnostics)
+    return snapshot, diagnostics
+
+
+def _report(diagnostics: list[Diagnostic], fmt: str) -> int:
+    output = RENDERERS[fmt](diagnostics)
+    blocking = any(d.blocking for d in diagnostics)
+    stream = sys.stderr if fmt == "text" and blocking else sys.stdout
+    if diagnostics or fmt != "text":
+        stream.write(output)
+    return EXIT_FINDINGS if blocking else EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    _snapshot_, diagnostics = _snapshot(args)
+    status = _report(diagnostics, args.format)
+    if status == EXIT_OK and args.format == "text":
+        print(f"ok: {len(_snapshot_.objects)} definitions in {args.definitions}")
+    return status
+
+
+def _source_commit(requested: str | None, root: Path) -> str | None:
+    if requested != "auto":
+        return requested
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return result.stdout.strip() or None
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        _report(diagnostics, "text")
+        print("nothing written: fix the errors above first", file=sys.stderr)
+        return EXIT_FINDINGS
+    if diagnostics:
+        _report(diagnostics, "text")
+    out_dir = Path(args.out) if args.out else Path(args.definitions).parent / "generated"
+    commit = _source_commit(args.source_commit, Path(args.definitions))
+    files = api.outputs(snapshot, commit)
+    if args.check:
+        stale = api.stale_files(out_dir, files)
+        for name in stale:
+            print(f"{out_dir / name}: stale; run 'expc compile' and commit the result")
+        if stale:
+            return EXIT_FINDINGS
+        print(f"ok: {out_dir} is current")
+        return EXIT_OK
+    written = write_outputs(out_dir, files)
+    flags = len(api.bundle(snapshot, commit)["flags"])
+    print(f"compiled {flags} flags from {args.definitions} into {out_dir}", end="")
+    print(f" ({len(written)} file(s) changed)")
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        return _report(diagnostics, "text")
+    render = render_mermaid if args.format == "mermaid" else render_dot
+    sys.stdout.write(render(snapshot))
+    return EXIT_OK
+
+
+def cmd_traffic(args: argparse.Namespace) -> int:
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        return _report(diagnostics, "text")
+    for key, share in api.traffic_report(snapshot).items():
+        definition = snapshot.objects[key].definition
+        state = getattr(definition, "state", "")
+        print(f"{key:40} {state:10} {format_share(share):>10}")
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="expc", description="Compile experiment definitions into a bundle SDKs evaluate."
+    )
+    root.add_argument("--version", action="version", version=f"expc {__version__}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "definitions", nargs="?", default="definitions", help="definitions directory"
+        )
+        sub.add_argument("--strict", action="store_true", help="warnings block too")
+        return sub
+
+    validate = command("validate", "check every definition and print all diagnostics")
+    validate.add_argument("--format", choices=sorted(RENDERERS), default="text")
+    validate.set_defaults(run=cmd_validate)
+
+    compile_ = command("compile", "write the bundle and schemas into the output directory")
+    compile_.add_argument("--out", help="output directory (default: generated/ beside DIR)")
+    compile_.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if outputs are stale"
+    )
+    compile_.add_argument(
+        "--source-commit",
+        default=os.environ.get("EXPC_SOURCE_COMMIT"),
+        help="record this commit in the bundle ('auto': git HEAD); default $EXPC_SOURCE_COMMIT",
+    )
+    compile_.set_defaults(run=cmd_compile)
+
+    graph = command("graph", "print the dependency graph")
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    graph.set_defaults(run=cmd_graph)
+
+    traffic = command("traffic", "print each experiment's expected share of all users")
+    traffic.set_defaults(run=cmd_traffic)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except api.UsageError as error:
+        print(f"expc: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_INTERNAL
+    except Exception as error:  # the one place a bug becomes an exit code, not a traceback
+        print(f"expc: internal error: {error!r}; please report it", file=sys.stderr)
+        if os.environ.get("EXPC_DEBUG"):
+            traceback.print_exc()
+        return EXIT_INTERNAL
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

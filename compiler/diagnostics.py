@@ -1,0 +1,139 @@
+"""The one type for everything that can go wrong for a user, and its text forms."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+
+class Severity(enum.StrEnum):
+    ERROR = "error"
+    WARNING = "warning"
+    NOTICE = "notice"
+
+
+@dataclass(frozen=True, order=True)
+class Span:
+    """A place in a definitions file; line and column are 1-based."""
+
+    path: str
+    line: int = 1
+    column: int = 1
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Code:
+    """A stable diagnostic code with its kebab-case name; codes are never reused."""
+
+    id: str
+    name: str
+    severity: Severity
+    summary: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    code: Code
+    message: str
+    span: Span
+    severity: Severity
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def blocking(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple[str, int, int, str, str]:
+        return (self.span.path, self.span.line, self.span.column, self.code.id, self.message)
+
+    def to_text(self) -> str:
+        head = f"{self.span}: {self.severity}[{self.code.id} {self.code.name}] {self.message}"
+        return "\n".join([head, *(f"    {note}" for note in self.notes)])
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "code": self.code.id,
+            "name": self.code.name,
+            "severity": str(self.severity),
+            "message": self.message,
+            "path": self.span.path,
+            "line": self.span.line,
+            "column": self.span.column,
+            "notes": list(self.notes),
+        }
+
+
+def make(code: Code, message: str, span: Span, notes: Sequence[str] = ()) -> Diagnostic:
+    return Diagnostic(code, message, span, code.severity, tuple(notes))
+
+
+def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    unique = {(d.sort_key(), d.notes): d for d in diagnostics}
+    return [unique[k] for k in sorted(unique)]
+
+
+def promote_warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """`--strict`: every warning blocks."""
+    return [
+        Diagnostic(d.code, d.message, d.span, Severity.ERROR, d.notes)
+        if d.severity is Severity.WARNING
+        else d
+        for d in diagnostics
+    ]
+
+
+# --- output formats -------------------------------------------------------------
+
+JSON_REPORT_VERSION = 1
+
+
+def render_text(diagnostics: Sequence[Diagnostic]) -> str:
+    lines = [d.to_text() for d in diagnostics]
+    errors = sum(d.severity is Severity.ERROR for d in diagnostics)
+    warnings = sum(d.severity is Severity.WARNING for d in diagnostics)
+    lines.append(f"{errors} error(s), {warnings} warning(s)")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    document = {
+        "version": JSON_REPORT_VERSION,
+        "diagnostics": [d.to_dict() for d in diagnostics],
+        "errors": sum(d.severity is Severity.ERROR for d in diagnostics),
+        "warnings": sum(d.severity is Severity.WARNING for d in diagnostics),
+    }
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    # GitHub's workflow-command escaping: the message part.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    # Property values additionally escape the separators of the command syntax.
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
+
+
+def render_github(diagnostics: Sequence[Diagnostic]) -> str:
+    lines = []
+    for d in diagnostics:
+        properties = ",".join(
+            [
+                f"file={_escape_property(d.span.path)}",
+                f"line={d.span.line}",
+                f"col={d.span.column}",
+                f"title={_escape_property(f'{d.code.id} {d.code.name}')}",
+            ]
+        )
+        body = "\n".join([d.message, *d.notes])
+        lines.append(f"::{_GITHUB_LEVEL[d.severity]} {properties}::{_escape_data(body)}")
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -1,0 +1,167 @@
+"""Find definition files, read them, and turn each into a typed model or diagnostics."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from compiler import codes
+from compiler.diagnostics import Code, Diagnostic, Span, make
+from compiler.model import KINDS, AnyDefinition
+from compiler.source import SourceError, SourceFile
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A definition that passed the shape checks, with the file it came from."""
+
+    source: SourceFile
+    definition: AnyDefinition
+
+    def span(self, *path: str | int, key: bool = False) -> Span:
+        line, column = self.source.locate(path, key=key)
+        return Span(self.source.path, line, column)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    objects: list[Loaded]
+    diagnostics: list[Diagnostic]
+
+
+def nearest(name: str, candidates: Sequence[str]) -> str | None:
+    matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(name: str, candidates: Sequence[str]) -> str:
+    match = nearest(name, candidates)
+    return f"; did you mean '{match}'?" if match else ""
+
+
+def definition_files(root: Path) -> Iterator[Path]:
+    """Every `*.yaml` below `root`, in a stable order; hidden folders are skipped."""
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith(".yaml") and not name.startswith("."):
+                yield Path(directory, name)
+
+
+def read_source(path: Path, display: str) -> SourceFile | Diagnostic:
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        return make(codes.UNREADABLE, f"cannot read the file: {error.strerror}", Span(display))
+    return decode_source(raw, display)
+
+
+def decode_source(raw: bytes, display: str) -> SourceFile | Diagnostic:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        before = raw[: error.start]
+        line = before.count(b"\n") + 1
+        column = len(before) - (before.rfind(b"\n") + 1) + 1
+        return make(
+            codes.NOT_UTF8,
+            f"byte 0x{raw[error.start]:02x} is not UTF-8; save the file as UTF-8",
+            Span(display, line, column),
+        )
+    return SourceFile(display, text.removeprefix("\ufeff"))
+
+
+def load_object(source: SourceFile) -> Loaded | list[Diagnostic]:
+    try:
+        data = source.parse()
+    except SourceError as error:
+        return [make(error.code, error.message, Span(source.path, error.line, error.column))]
+    kind = data.get("kind")
+    if kind is None:
+        return [make(codes.MISSING_FIELD, _missing_kind_message(), Span(source.path))]
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        line, column = source.locate(("kind",))
+        hint = did_you_mean(str(kind), list(KINDS))
+        return [
+            make(
+                codes.UNKNOWN_KIND,
+                f"unknown kind {kind!r}; use one of {', '.join(KINDS)}{hint}",
+                Span(source.path, line, column),
+            )
+        ]
+    try:
+        definition: AnyDefinition = model.model_validate(data)  # type: ignore[assignment]
+    except ValidationError as error:
+        return [_diagnostic(source, model, e) for e in error.errors()]
+    return Loaded(source, definition)
+
+
+def _missing_kind_message() -> str:
+    return f"missing required field 'kind'; add one of: {', '.join(KINDS)}"
+
+
+def _field_path(loc: Sequence[str | int]) -> str:
+    text = ""
+    for element in loc:
+        if isinstance(element, int):
+            text += f"[{element}]"
+        elif element in {"all", "any", "condition"} or "[" in element:
+            continue  # pydantic's union tags, not fields
+        else:
+            text += f".{element}" if text else element
+    return text or "(top level)"
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _diagnostic(source: SourceFile, model: type[BaseModel], error: ErrorDetails) -> Diagnostic:
+    kind = model.__name__.lower()
+    loc = error["loc"]
+    field = _field_path(loc)
+    kind_of_error = error["type"]
+    code: Code = codes.INVALID_VALUE
+    if kind_of_error == "extra_forbidden":
+        code = codes.UNKNOWN_FIELD
+        name = str(loc[-1])
+        message = f"unknown field '{field}' in this {kind}; remove it or fix its spelling"
+        line, column = source.locate(loc, key=True)
+        if len(loc) == 1:
+            message += did_you_mean(name, list(model.model_fields))
+    elif kind_of_error == "missing":
+        code = codes.MISSING_FIELD
+        message = f"missing required field '{field}'; add it"
+        line, column = source.locate(loc[:-1])
+    else:
+        message = f"{field}: {_plain_message(error)}; got {_describe(error.get('input'))}"
+        line, column = source.locate(loc)
+    return make(code, message, Span(source.path, line, column))
+
+
+def _plain_message(error: ErrorDetails) -> str:
+    kind = error["type"]
+    context = error.get("ctx") or {}
+    if kind == "string_pattern_mismatch":
+        if "a-z0-9_-" in str(context.get("pattern", "")):
+            return (
+                "must be a key: 1 to 64 of lowercase letters, digits, '-' and '_', "
+                "starting with a letter or digit"
+            )
+        return "must be 1 to 64 letters, digits, '.', '-' or '_'"
+    if kind == "decimal_max_places":
+        return "at most two decimals (basis points); round it"
+    if kind == "too_short":
+        return f"needs at least {context.get('min_length')} item(s)"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    return str(error["msg"]).rstrip(".")

@@ -1,0 +1,265 @@
+"""Typed definitions: exactly the fields of DESIGN §2, frozen, unknown fields rejected.
+
+Only the shape of one object is checked here; sums, references and anything that
+needs a diagnostic of its own live in `validate` and `graph`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
+
+KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+VARIANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+
+
+def _int_to_decimal(value: Any) -> Any:
+    # YAML `50` is an int, `50.5` a Decimal; both are percents.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return value
+
+
+def _user_id(value: Any) -> Any:
+    # Numeric ids are common (`- 12345`); they are hashed as their text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _slot_number(value: Any) -> Any:
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return value
+
+
+Key = Annotated[str, Field(pattern=KEY_PATTERN)]
+VariantKey = Annotated[str, Field(pattern=VARIANT_PATTERN)]
+Percent = Annotated[
+    Decimal, BeforeValidator(_int_to_decimal), Field(ge=0, le=100, decimal_places=2)
+]
+UserId = Annotated[str, BeforeValidator(_user_id), Field(min_length=1, max_length=1024)]
+SlotNumber = Annotated[int, BeforeValidator(_slot_number), Field(ge=1, le=20)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class Bucketing(Strict):
+    by: Annotated[str, Field(min_length=1)] | None = None
+    salt: Annotated[str, Field(min_length=1)] | None = None
+
+
+class Audience(Strict):
+    """Users by id and/or cohorts by key; written as a list of ids or as this mapping."""
+
+    users: list[UserId] = []
+    cohorts: list[Key] = []
+
+
+def _audience(value: Any) -> Any:
+    if isinstance(value, list):
+        return {"users": value}
+    return value
+
+
+AudienceField = Annotated[Audience, BeforeValidator(_audience)]
+
+# --- conditions -------------------------------------------------------------------
+
+Operator = Literal[
+    "is",
+    "is_not",
+    "in",
+    "not_in",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "matches",
+    "lt",
+    "lte",
+    "gt",
+    "gte",
+    "version_lt",
+    "version_lte",
+    "version_gt",
+    "version_gte",
+    "exists",
+    "not_exists",
+    "in_cohort",
+    "not_in_cohort",
+]
+ConditionValue = str | int | Decimal | bool
+
+
+def _as_list(value: Any) -> Any:
+    # `values: NO` is as natural as `values: [NO]`.
+    return value if isinstance(value, list) or value is None else [value]
+
+
+class Condition(Strict):
+    attribute: Annotated[str, Field(min_length=1)] | None = None
+    op: Operator
+    values: Annotated[list[ConditionValue], BeforeValidator(_as_list)] = []
+
+
+class AllOf(Strict):
+    all: list[ConditionNode] = Field(min_length=1)
+
+
+class AnyOf(Strict):
+    any: list[ConditionNode] = Field(min_length=1)
+
+
+def _condition_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        if "all" in value:
+            return "all"
+        if "any" in value:
+            return "any"
+    return "condition"
+
+
+ConditionNode = Annotated[
+    Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")] | Annotated[Condition, Tag("condition")],
+    Discriminator(_condition_kind),
+]
+Targeting = Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")]
+TargetingField = Annotated[Targeting, Discriminator(_condition_kind)]
+
+# --- objects ---------------------------------------------------------------------
+
+
+class Definition(Strict):
+    key: Key
+    name: str | None = None
+    description: str | None = None
+    owners: list[Annotated[str, Field(min_length=1)]] = []
+    tags: list[Annotated[str, Field(min_length=1)]] = []
+
+
+class Variant(Strict):
+    key: VariantKey
+    weight: Percent | None = None
+    payload: Any = None
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_has_no_fractions(cls, payload: Any) -> Any:
+        _reject_fractions(payload)
+        return payload
+
+
+def _reject_fractions(value: Any) -> None:
+    # Bundles are canonical JSON without floats, so SDKs agree on every byte.
+    if isinstance(value, Decimal):
+        raise ValueError(
+            f"payload number {value} is not a whole number; bundles hold no floats, "
+            "so write it as a string or in smaller whole units"
+        )
+    if isinstance(value, dict):
+        for item in value.values():
+            _reject_fractions(item)
+    if isinstance(value, list):
+        for item in value:
+            _reject_fractions(item)
+
+
+class Prerequisite(Strict):
+    experiment: Key
+    variants: list[VariantKey] = Field(min_length=1)
+
+
+State = Literal["draft", "running", "stopped", "concluded"]
+
+
+class Experiment(Definition):
+    kind: Literal["experiment"]
+    state: State = "draft"
+    bucketing: Bucketing = Bucketing()
+    traffic: Annotated[int, Field(ge=0, le=100)] = 100
+    variants: list[Variant] = Field(min_length=2)
+    targeting: TargetingField | None = None
+    prerequisites: list[Prerequisite] = []
+    overrides: dict[VariantKey, AudienceField] = {}
+    rollout: VariantKey | None = None
+
+    @property
+    def serves(self) -> bool:
+        return self.state == "running" or (self.state == "concluded" and self.rollout is not None)
+
+
+class Slot(Strict):
+    percent: Percent | None = None
+    experiment: Key | None = None
+    group: Key | None = None
+
+
+class Mutex(Definition):
+    kind: Literal["mutex"]
+    bucketing: Bucketing = Bucketing()
+    # The 20-slot limit has a diagnostic of its own (validate), so no max here.
+    slots: list[Slot] = Field(min_length=1)
+    pinned: dict[SlotNumber, AudienceField] = {}
+
+
+class HoldoutMembers(Strict):
+    experiments: list[Key] = []
+    groups: list[Key] = []
+
+
+class Holdout(Definition):
+    kind: Literal["holdout"]
+    percent: Annotated[Percent, Field(gt=0, lt=100)]
+    bucketing: Bucketing = Bucketing()
+    members: HoldoutMembers = HoldoutMembers()
+    include: AudienceField = Audience()
+    exclude: AudienceField = Audience()
+
+
+class Cohort(Definition):
+    kind: Literal["cohort"]
+    users: list[UserId] = []
+    match: TargetingField | None = None
+
+
+class ProjectBucketing(Strict):
+    by: Annotated[str, Field(min_length=1)] = "user_id"
+
+
+class CheckSettings(Strict):
+    disable: list[str] = []
+    severity: dict[str, Literal["error", "warning", "notice"]] = {}
+
+
+class Project(Definition):
+    kind: Literal["project"]
+    bucketing: ProjectBucketing = ProjectBucketing()
+    check: CheckSettings = CheckSettings()
+    warn_below_traffic: Percent | None = None
+    targets: list[Literal["amplitude"]] = []
+
+
+AnyDefinition = Experiment | Mutex | Holdout | Cohort | Project
+DefinitionField = Annotated[AnyDefinition, Field(discriminator="kind")]
+KINDS: dict[str, type[Definition]] = {
+    "experiment": Experiment,
+    "mutex": Mutex,
+    "holdout": Holdout,
+    "cohort": Cohort,
+    "project": Project,
+}
+
+AllOf.model_rebuild()
+AnyOf.model_rebuild()
