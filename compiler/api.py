@@ -1,6 +1,6 @@
 """The library behind every command: each function returns data and never prints.
 
-    load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
+load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
 """
 
 from __future__ import annotations

@@ -123,7 +123,11 @@ class _Builder:
             for requirement in chain:
                 requirement["reason"] = f"mutex:{requirement['flag']}"
             chains.append(list(reversed(chain)))
-        return [requirement for chain in sorted(chains, key=lambda c: c[0]["flag"]) for requirement in chain]
+        return [
+            requirement
+            for chain in sorted(chains, key=lambda c: c[0]["flag"])
+            for requirement in chain
+        ]
 
     # --- flags ----------------------------------------------------------------------
 
@@ -174,7 +178,10 @@ class _Builder:
             requires.append(
                 {"flag": parent, "variants": [slot_variant(slot)], "reason": f"mutex:{parent}"}
             )
-        pins = [(slot_variant(number - 1), audience) for number, audience in sorted(group.pinned.items())]
+        pins = [
+            (slot_variant(number - 1), audience)
+            for number, audience in sorted(group.pinned.items())
+        ]
         slots: list[BundleVariant] = [
             {"key": slot_variant(index), "range": [start, end]}
             for index, (start, end) in enumerate(ranges(slot_shares(group)))
@@ -246,4 +253,3 @@ def build_bundle(catalog: Catalog, default_by: str, source_commit: str | None = 
     if source_commit:
         release["source_commit"] = source_commit
     return {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}
-

@@ -16,9 +16,9 @@ Every flag is self-contained; an SDK evaluates the flags in list order, one pass
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 SCHEMA_VERSION = "1.0"
 

@@ -34,8 +34,15 @@ EXIT_INTERNAL = 3
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
 
 
+def display_root(directory: str) -> str:
+    """Paths in messages are relative to the working directory when they can be, so
+    that GitHub annotations (relative to the repository root) land on the file."""
+    relative = os.path.relpath(directory)
+    return directory if relative.startswith("..") else Path(relative).as_posix()
+
+
 def _snapshot(args: argparse.Namespace) -> tuple[api.Snapshot, list[Diagnostic]]:
-    snapshot = api.load_snapshot(Path(args.definitions))
+    snapshot = api.load_snapshot(Path(args.definitions), display_root(args.definitions))
     diagnostics = snapshot.diagnostics
     if getattr(args, "strict", False):
         diagnostics = promote_warnings(diagnostics)

@@ -56,10 +56,14 @@ WRONG_KIND_REFERENCE = _code("E203", "wrong-kind", _E, "a reference to an object
 CYCLE = _code("E204", "cycle", _E, "objects depend on each other in a circle")
 PINNED_TWICE = _code("E205", "pinned-twice", _E, "a user or cohort pinned to two slots")
 GROUP_TWO_PARENTS = _code("E206", "group-two-parents", _E, "a group nested in two parents")
-TWICE_IN_GROUP_TREE = _code("E207", "twice-in-group-tree", _E, "one experiment in two groups of one tree")
+TWICE_IN_GROUP_TREE = _code(
+    "E207", "twice-in-group-tree", _E, "one experiment in two groups of one tree"
+)
 
 # Warnings
-MULTIPLE_GROUPS = _code("W301", "multiple-mutex-groups", _W, "an experiment in two top-level groups")
+MULTIPLE_GROUPS = _code(
+    "W301", "multiple-mutex-groups", _W, "an experiment in two top-level groups"
+)
 HOLDOUT_TWICE = _code("W302", "holdout-covers-twice", _W, "a holdout covers an experiment twice")
 LOW_TRAFFIC = _code("W303", "low-effective-traffic", _W, "effective traffic under the threshold")
 SHARED_SALT = _code("W304", "shared-salt", _W, "two objects hash with one salt")

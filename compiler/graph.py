@@ -14,7 +14,7 @@ import networkx as nx
 
 from compiler import codes
 from compiler.diagnostics import Diagnostic, Span, make
-from compiler.load import Loaded, did_you_mean
+from compiler.load import Loaded, a_or_an, did_you_mean
 from compiler.model import AllOf, AnyOf, Audience, Cohort, Condition, Experiment, Holdout, Mutex
 
 Path = tuple[str | int, ...]
@@ -88,14 +88,18 @@ class Catalog:
         return list(nx.lexicographical_topological_sort(self.graph))
 
 
-def _condition_references(owner: Loaded, node: AllOf | AnyOf | Condition, path: Path) -> Iterator[Reference]:
+def _condition_references(
+    owner: Loaded, node: AllOf | AnyOf | Condition, path: Path
+) -> Iterator[Reference]:
     if isinstance(node, AllOf | AnyOf):
         word = "all" if isinstance(node, AllOf) else "any"
         for index, child in enumerate(node.all if isinstance(node, AllOf) else node.any):
             yield from _condition_references(owner, child, (*path, word, index))
     elif node.op in ("in_cohort", "not_in_cohort"):
         for index, value in enumerate(node.values):
-            yield Reference(owner, str(value), ("cohort",), (*path, "values", index), "targeting", True)
+            yield Reference(
+                owner, str(value), ("cohort",), (*path, "values", index), "targeting", True
+            )
 
 
 def _audience_references(owner: Loaded, audience: Audience, path: Path) -> Iterator[Reference]:
@@ -106,9 +110,12 @@ def _audience_references(owner: Loaded, audience: Audience, path: Path) -> Itera
 def references(owner: Loaded) -> Iterator[Reference]:
     definition = owner.definition
     if isinstance(definition, Experiment):
+        path: Path
         for index, prerequisite in enumerate(definition.prerequisites):
             path = ("prerequisites", index, "experiment")
-            yield Reference(owner, prerequisite.experiment, ("experiment",), path, "prerequisite", True)
+            yield Reference(
+                owner, prerequisite.experiment, ("experiment",), path, "prerequisite", True
+            )
         if definition.targeting is not None:
             yield from _condition_references(owner, definition.targeting, ("targeting",))
         for variant, audience in definition.overrides.items():
@@ -117,7 +124,9 @@ def references(owner: Loaded) -> Iterator[Reference]:
         for index, slot in enumerate(definition.slots):
             if slot.experiment is not None:
                 path = ("slots", index, "experiment")
-                yield Reference(owner, slot.experiment, ("experiment",), path, f"slot {index + 1}", False)
+                yield Reference(
+                    owner, slot.experiment, ("experiment",), path, f"slot {index + 1}", False
+                )
             if slot.group is not None:
                 path = ("slots", index, "group")
                 yield Reference(owner, slot.group, ("mutex",), path, f"slot {index + 1}", False)
@@ -128,7 +137,9 @@ def references(owner: Loaded) -> Iterator[Reference]:
             path = ("members", "experiments", index)
             yield Reference(owner, key, ("experiment",), path, "holdout member", False)
         for index, key in enumerate(definition.members.groups):
-            yield Reference(owner, key, ("mutex",), ("members", "groups", index), "holdout member", False)
+            yield Reference(
+                owner, key, ("mutex",), ("members", "groups", index), "holdout member", False
+            )
         yield from _audience_references(owner, definition.include, ("include",))
         yield from _audience_references(owner, definition.exclude, ("exclude",))
     elif isinstance(definition, Cohort) and definition.match is not None:
@@ -164,20 +175,23 @@ def build(objects: dict[str, Loaded]) -> tuple[Catalog, list[Diagnostic]]:
                 diagnostics.append(
                     make(
                         codes.WRONG_KIND_REFERENCE,
-                        f"'{reference.target}' is a {target.definition.kind}, but a "
-                        f"{' or '.join(reference.kinds)} is expected here",
+                        f"'{reference.target}' is {a_or_an(target.definition.kind)}, but "
+                        f"{a_or_an(' or '.join(reference.kinds))} is expected here",
                         reference.span,
                     )
                 )
                 continue
             catalog.graph.add_edge(*reference.edge, reference=reference)
             _record_structure(catalog, reference, group_references)
+    diagnostics.extend(_prerequisite_variants(objects))
     diagnostics.extend(_two_parents(group_references))
     diagnostics.extend(_cycles(catalog))
     return catalog, diagnostics
 
 
-def _record_structure(catalog: Catalog, reference: Reference, groups: dict[str, list[Reference]]) -> None:
+def _record_structure(
+    catalog: Catalog, reference: Reference, groups: dict[str, list[Reference]]
+) -> None:
     owner = reference.owner.definition.key
     if reference.relation.startswith("slot"):
         slot = int(reference.path[1])
@@ -188,6 +202,26 @@ def _record_structure(catalog: Catalog, reference: Reference, groups: dict[str, 
             catalog.slots_of.setdefault(reference.target, []).append((owner, slot))
     elif reference.relation == "holdout member":
         catalog.holdouts_of.setdefault(reference.target, []).append(owner)
+
+
+def _prerequisite_variants(objects: dict[str, Loaded]) -> Iterator[Diagnostic]:
+    for key in sorted(objects):
+        owner = objects[key]
+        if not isinstance(owner.definition, Experiment):
+            continue
+        for index, prerequisite in enumerate(owner.definition.prerequisites):
+            target = objects.get(prerequisite.experiment)
+            if target is None or not isinstance(target.definition, Experiment):
+                continue  # reported as an unknown reference
+            names = [v.key for v in target.definition.variants]
+            for position, variant in enumerate(prerequisite.variants):
+                if variant not in names:
+                    yield make(
+                        codes.UNKNOWN_VARIANT,
+                        f"experiment '{prerequisite.experiment}' has no variant '{variant}'"
+                        f"{did_you_mean(variant, names)}",
+                        owner.span("prerequisites", index, "variants", position),
+                    )
 
 
 def _two_parents(group_references: dict[str, list[Reference]]) -> Iterator[Diagnostic]:
@@ -216,5 +250,8 @@ def _cycles(catalog: Catalog) -> Iterator[Diagnostic]:
             codes.CYCLE,
             f"dependency cycle: {path}; break one of these references",
             hops[0].span,
-            [f"{hop.span}: {a} -> {b} ({hop.relation})" for hop, (a, b) in zip(hops, edges, strict=True)],
+            [
+                f"{hop.span}: {a} -> {b} ({hop.relation})"
+                for hop, (a, b) in zip(hops, edges, strict=True)
+            ],
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,10 @@ class LoadResult:
 def nearest(name: str, candidates: Sequence[str]) -> str | None:
     matches = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return matches[0] if matches else None
+
+
+def a_or_an(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 def did_you_mean(name: str, candidates: Sequence[str]) -> str:
@@ -121,7 +126,7 @@ def _field_path(loc: Sequence[str | int]) -> str:
 
 
 def _describe(value: Any) -> str:
-    text = repr(value)
+    text = json.dumps(value, default=str, ensure_ascii=False) if value is not None else "nothing"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

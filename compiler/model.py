@@ -132,7 +132,9 @@ def _condition_kind(value: Any) -> str:
 
 
 ConditionNode = Annotated[
-    Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")] | Annotated[Condition, Tag("condition")],
+    Annotated[AllOf, Tag("all")]
+    | Annotated[AnyOf, Tag("any")]
+    | Annotated[Condition, Tag("condition")],
     Discriminator(_condition_kind),
 ]
 Targeting = Annotated[AllOf, Tag("all")] | Annotated[AnyOf, Tag("any")]
@@ -248,7 +250,8 @@ class Project(Definition):
     bucketing: ProjectBucketing = ProjectBucketing()
     check: CheckSettings = CheckSettings()
     warn_below_traffic: Percent | None = None
-    targets: list[Literal["amplitude"]] = []
+    # Names of extra outputs; `validate` checks them against the registered targets.
+    targets: list[Annotated[str, Field(min_length=1)]] = []
 
 
 AnyDefinition = Experiment | Mutex | Holdout | Cohort | Project

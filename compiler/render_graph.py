@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from compiler.api import Snapshot, graph_edges
 
-_SHAPES = {"experiment": ('["', '"]'), "mutex": ('[["', '"]]'), "holdout": ('{{"', '"}}'),
-           "cohort": ('(["', '"])')}
+_SHAPES = {
+    "experiment": ('["', '"]'),
+    "mutex": ('[["', '"]]'),
+    "holdout": ('{{"', '"}}'),
+    "cohort": ('(["', '"])'),
+}
 
 
 def _node_id(key: str) -> str:

@@ -9,7 +9,7 @@ pure one) and resolves plain scalars ourselves by the YAML 1.2 core schema, so `
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -19,6 +19,7 @@ from ruamel.yaml.error import MarkedYAMLError
 from compiler import codes
 from compiler.diagnostics import Code
 
+CBaseLoader: Any
 try:
     from ruamel.yaml.cyaml import CBaseLoader
 except ImportError:  # pragma: no cover - only without ruamel.yaml.clib
@@ -94,7 +95,7 @@ def _scalar(node: Any) -> Any:
             return node.value
     elif tag == _TAG + "str":
         return _resolve_plain(node.value)
-    explicit = {
+    explicit: dict[str, Callable[[str], Any]] = {
         _TAG + "str": str,
         _TAG + "int": int,
         _TAG + "float": Decimal,
@@ -197,9 +198,7 @@ class SourceFile:
                     line,
                     column,
                 ) from error
-            raise SourceError(
-                codes.YAML_SYNTAX, f"YAML syntax: {problem}", line, column
-            ) from error
+            raise SourceError(codes.YAML_SYNTAX, f"YAML syntax: {problem}", line, column) from error
         if root is None:
             raise SourceError(
                 codes.EMPTY_FILE,

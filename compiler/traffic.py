@@ -31,7 +31,9 @@ def share_leading_to(catalog: Catalog, group_key: str, experiment_key: str) -> F
         elif slot.group is not None and slot.group in catalog.objects:
             inner = catalog.groups_above(experiment_key)
             if slot.group in inner:
-                total += Fraction(share, FULL) * share_leading_to(catalog, slot.group, experiment_key)
+                total += Fraction(share, FULL) * share_leading_to(
+                    catalog, slot.group, experiment_key
+                )
     return total
 
 

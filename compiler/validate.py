@@ -23,6 +23,8 @@ from compiler.model import (
 )
 
 MAX_SLOTS = 20
+# Extra outputs `compile` can write (DESIGN §7); the amplitude target is not built yet.
+KNOWN_TARGETS: frozenset[str] = frozenset()
 VALUELESS_OPS = {"exists", "not_exists"}
 NUMBER_OPS = {"lt", "lte", "gt", "gte"}
 VERSION_OPS = {"version_lt", "version_lte", "version_gt", "version_gte"}
@@ -59,6 +61,15 @@ def check_object(loaded: Loaded, root_relative: PurePath) -> Iterator[Diagnostic
             "the project object belongs in definitions/project.yaml; move it there",
             loaded.span("kind"),
         )
+    if isinstance(definition, Project):
+        for index, target in enumerate(definition.targets):
+            if target not in KNOWN_TARGETS:
+                known = ", ".join(sorted(KNOWN_TARGETS)) or "none yet"
+                yield make(
+                    codes.INVALID_VALUE,
+                    f"unknown target '{target}'; targets available in this version: {known}",
+                    loaded.span("targets", index),
+                )
     if isinstance(definition, Experiment):
         yield from _check_experiment(loaded, definition)
     elif isinstance(definition, Mutex):
@@ -110,7 +121,7 @@ def _check_experiment(loaded: Loaded, experiment: Experiment) -> Iterator[Diagno
                 f"have{did_you_mean(variant, names)}",
                 loaded.span("overrides", variant, key=True),
             )
-    yield from _check_audiences(loaded, dict(experiment.overrides), "overridden")
+    yield from _check_audiences(loaded, dict(experiment.overrides), "overrides")
     if experiment.targeting is not None:
         yield from _check_conditions(loaded, experiment.targeting, ("targeting",))
 
@@ -173,10 +184,10 @@ def _check_mutex(loaded: Loaded, group: Mutex) -> Iterator[Diagnostic]:
 
 
 def _check_audiences(
-    loaded: Loaded, audiences: dict[str, Audience], verb: str
+    loaded: Loaded, audiences: dict[str, Audience], field: str
 ) -> Iterator[Diagnostic]:
     """A user or cohort may be sent to one place only (one slot, one variant)."""
-    field = {"pinned": "pinned", "overridden": "overrides"}[verb]
+    verb, place_word = ("pinned to", "slot") if field == "pinned" else ("overridden to", "variant")
     placed: dict[tuple[str, str], str] = {}
     for place, audience in audiences.items():
         for what, names in (("user", audience.users), ("cohort", audience.cohorts)):
@@ -185,8 +196,8 @@ def _check_audiences(
                 if earlier != place:
                     yield make(
                         codes.PINNED_TWICE,
-                        f"{what} '{name}' is {verb} to both '{earlier}' and '{place}'; "
-                        "keep one",
+                        f"{what} '{name}' is {verb} both {place_word} {earlier} and "
+                        f"{place_word} {place}; keep one",
                         loaded.span(field, place, key=True),
                     )
 
