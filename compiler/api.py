@@ -5,13 +5,15 @@ load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import gc
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from compiler import codes
-from compiler.bundle import build_bundle, canonical_json
+from compiler.bundle import build_bundle, bundle_json, canonical_json
 from compiler.bundle_types import Bundle
 from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
 from compiler.graph import Catalog, build
@@ -57,21 +59,20 @@ class Snapshot:
         return any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
-def _display(root: Path, display_root: str | None, path: Path) -> str:
-    relative = PurePosixPath(path.relative_to(root).as_posix())
-    base = str(root) if display_root is None else display_root
-    return str(PurePosixPath(base) / relative) if base not in ("", ".") else str(relative)
+def _display_prefix(root: Path, display_root: str | None) -> str:
+    base = root.as_posix() if display_root is None else display_root
+    return "" if base in ("", ".") else base.rstrip("/") + "/"
 
 
-def _load_one(job: tuple[Path, Path, str]) -> tuple[Loaded | None, list[Diagnostic]]:
-    root, path, display = job
+def _load_one(job: tuple[Path, str, str]) -> tuple[Loaded | None, list[Diagnostic]]:
+    path, relative, display = job
     source = read_source(path, display)
     if isinstance(source, Diagnostic):
         return None, [source]
     loaded = load_object(source)
     if isinstance(loaded, list):
         return None, loaded
-    problems = list(check_object(loaded, PurePosixPath(path.relative_to(root).as_posix())))
+    problems = list(check_object(loaded, relative))
     return loaded, problems
 
 
@@ -79,9 +80,35 @@ def load_snapshot(root: Path, display_root: str | None = None) -> Snapshot:
     """Read, validate, link and lint every definition below `root`."""
     if not root.is_dir():
         raise UsageError(f"{root}: no such definitions directory")
-    jobs = [(root, path, _display(root, display_root, path)) for path in definition_files(root)]
+    prefix = _display_prefix(root, display_root)
+    jobs = [(path, relative, prefix + relative) for path, relative in definition_files(root)]
     snapshot = Snapshot(root)
-    for loaded, problems in map_files(_load_one, jobs):
+    with collection_paused():
+        _collect(snapshot, map_files(_load_one, jobs))
+    catalog, problems = build(snapshot.objects)
+    snapshot.diagnostics.extend(problems)
+    snapshot.catalog = catalog
+    if not snapshot.has_errors:
+        snapshot.diagnostics.extend(lint(catalog, snapshot.project))
+    snapshot.diagnostics = sorted_diagnostics(snapshot.diagnostics)
+    return snapshot
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Loading creates millions of objects that all stay alive; the cyclic garbage
+    collector would scan them again and again for nothing (a third of load time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _collect(snapshot: Snapshot, results: Iterable[tuple[Loaded | None, list[Diagnostic]]]) -> None:
+    for loaded, problems in results:
         snapshot.diagnostics.extend(problems)
         if loaded is None:
             continue
@@ -98,13 +125,6 @@ def load_snapshot(root: Path, display_root: str | None = None) -> Snapshot:
             )
             continue
         snapshot.objects[key] = loaded
-    catalog, problems = build(snapshot.objects)
-    snapshot.diagnostics.extend(problems)
-    snapshot.catalog = catalog
-    if not snapshot.has_errors:
-        snapshot.diagnostics.extend(lint(catalog, snapshot.project))
-    snapshot.diagnostics = sorted_diagnostics(snapshot.diagnostics)
-    return snapshot
 
 
 def traffic_report(snapshot: Snapshot) -> dict[str, Fraction]:
@@ -117,12 +137,13 @@ def traffic_report(snapshot: Snapshot) -> dict[str, Fraction]:
 def bundle(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
     if snapshot.catalog is None or snapshot.has_errors:
         raise UsageError("definitions have errors; run 'expc validate' and fix them first")
-    return build_bundle(snapshot.catalog, snapshot.default_by, source_commit)
+    with collection_paused():
+        return build_bundle(snapshot.catalog, snapshot.default_by, source_commit)
 
 
 def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, str]:
     """Relative path under the output directory -> exact file content."""
-    files = {"bundle.json": canonical_json(bundle(snapshot, source_commit))}
+    files = {"bundle.json": bundle_json(bundle(snapshot, source_commit))}
     for name, document in schemas().items():
         files[f"schema/{name}"] = canonical_json(document)
     return files

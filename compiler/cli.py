@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 blocking findings (or stale outputs with --check),
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import subprocess
 import sys
@@ -101,7 +102,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(f"ok: {out_dir} is current")
         return EXIT_OK
     written = write_outputs(out_dir, files)
-    flags = len(api.bundle(snapshot, commit)["flags"])
+    flags = sum(1 for o in snapshot.objects.values() if o.definition.kind != "cohort") - (
+        snapshot.project is not None
+    )
     print(f"compiled {flags} flags from {args.definitions} into {out_dir}", end="")
     print(f" ({len(written)} file(s) changed)")
     return EXIT_OK
@@ -169,6 +172,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # One short-lived run that keeps alive everything it allocates: the cyclic garbage
+    # collector would only rescan millions of live objects (a third of the run time).
+    gc.disable()
     try:
         status: int = args.run(args)
     except api.UsageError as error:

@@ -51,13 +51,16 @@ def did_you_mean(name: str, candidates: Sequence[str]) -> str:
     return f"; did you mean '{match}'?" if match else ""
 
 
-def definition_files(root: Path) -> Iterator[Path]:
-    """Every `*.yaml` below `root`, in a stable order; hidden folders are skipped."""
+def definition_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """Every `*.yaml` below `root` with its '/'-separated path relative to `root`, in a
+    stable order; hidden folders and files are skipped."""
     for directory, subdirectories, files in os.walk(root):
         subdirectories[:] = sorted(d for d in subdirectories if not d.startswith("."))
+        prefix = Path(directory).relative_to(root).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
         for name in sorted(files):
             if name.endswith(".yaml") and not name.startswith("."):
-                yield Path(directory, name)
+                yield Path(directory, name), prefix + name
 
 
 def read_source(path: Path, display: str) -> SourceFile | Diagnostic:

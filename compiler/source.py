@@ -19,11 +19,33 @@ from ruamel.yaml.error import MarkedYAMLError
 from compiler import codes
 from compiler.diagnostics import Code
 
-CBaseLoader: Any
+_TAG = "tag:yaml.org,2002:"
+_STR = _TAG + "str"
+_DEFAULT_TAGS = {"scalar": _STR, "sequence": _TAG + "seq", "mapping": _TAG + "map"}
+
+CComposer: Any
 try:
-    from ruamel.yaml.cyaml import CBaseLoader
+    from ruamel.yaml.cyaml import CParser
+
+    class CComposer(CParser):  # type: ignore[misc,no-any-unimport]
+        """libyaml's composer with a resolver that does nothing.
+
+        ruamel's own C loaders mix in a Python resolver that is called for every node and
+        refers to the loader itself, so each loader is cyclic garbage. Tags are resolved
+        by `_resolve_plain` instead, and this object is freed as soon as it is dropped.
+        """
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return _DEFAULT_TAGS[kind.id]
+
+        def descend_resolver(self, parent: Any, index: Any) -> None:
+            pass
+
+        def ascend_resolver(self) -> None:
+            pass
+
 except ImportError:  # pragma: no cover - only without ruamel.yaml.clib
-    CBaseLoader = None
+    CComposer = None
 
 # A definition has a few hundred nodes; aliases expanding past this are an attack.
 MAX_NODES_PER_FILE = 100_000
@@ -31,7 +53,6 @@ MAX_NODES_PER_FILE = 100_000
 PathElement = str | int
 YamlPath = tuple[PathElement, ...]
 
-_TAG = "tag:yaml.org,2002:"
 _INT = re.compile(r"[-+]?[0-9]+\Z")
 _OCT = re.compile(r"0o[0-7]+\Z")
 _HEX = re.compile(r"0x[0-9a-fA-F]+\Z")
@@ -51,11 +72,11 @@ class SourceError(Exception):
 
 
 def _compose(text: str) -> Any:
-    if CBaseLoader is None:  # pragma: no cover
+    if CComposer is None:  # pragma: no cover
         from ruamel.yaml import YAML
 
         return YAML(typ="base", pure=True).compose(text)
-    loader = CBaseLoader(text)
+    loader = CComposer(text)
     try:
         return loader.get_single_node()
     finally:
@@ -67,8 +88,20 @@ def _position(node: Any) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
+_KEYWORDS = frozenset(["null", "Null", "NULL", "true", "True", "TRUE", "false", "False", "FALSE"])
+
+
+def _tag(node: Any) -> str:
+    # `node.tag` builds a string through a property on every call; the C composer
+    # always hands over plain tag strings, kept as the suffix.
+    ctag = node.ctag
+    return str(ctag.suffix) if ctag.handle is None else str(ctag)
+
+
 def _resolve_plain(text: str) -> Any:
     """YAML 1.2 core schema for untagged plain scalars."""
+    if text and text[0].isalpha() and text not in _KEYWORDS:
+        return text  # most values are words: skip the number patterns
     if text in ("", "~", "null", "Null", "NULL"):
         return None
     if text in ("true", "True", "TRUE"):
@@ -89,11 +122,11 @@ def _resolve_plain(text: str) -> Any:
 
 
 def _scalar(node: Any) -> Any:
-    tag = node.tag
+    tag = _tag(node)
     if node.style:  # quoted or block scalars are always strings
-        if tag in (_TAG + "str", "!"):
+        if tag in (_STR, "!"):
             return node.value
-    elif tag == _TAG + "str":
+    elif tag == _STR:
         return _resolve_plain(node.value)
     explicit: dict[str, Callable[[str], Any]] = {
         _TAG + "str": str,
@@ -148,21 +181,9 @@ class _Converter:
     def mapping(self, node: Any) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for key_node, value_node in node.value:
-            line, column = _position(key_node)
-            if key_node.id != "scalar":
-                raise SourceError(
-                    codes.YAML_SYNTAX, "mapping keys must be plain text", line, column
-                )
-            key = key_node.value if key_node.style else _resolve_plain(key_node.value)
-            key = str(key) if isinstance(key, int | Decimal) and not isinstance(key, bool) else key
-            if not isinstance(key, str):
-                raise SourceError(
-                    codes.YAML_SYNTAX,
-                    f"mapping key {key_node.value!r} must be text; quote it",
-                    line,
-                    column,
-                )
+            key = _mapping_key(key_node)
             if key in result:
+                line, column = _position(key_node)
                 raise SourceError(
                     codes.DUPLICATE_KEY,
                     f"duplicate key {key!r}; each key may appear once in a mapping, "
@@ -172,6 +193,21 @@ class _Converter:
                 )
             result[key] = self.value(value_node)
         return result
+
+
+def _mapping_key(node: Any) -> str:
+    if node.id != "scalar":
+        line, column = _position(node)
+        raise SourceError(codes.YAML_SYNTAX, "mapping keys must be plain text", line, column)
+    key = node.value if node.style else _resolve_plain(node.value)
+    if isinstance(key, str):
+        return key
+    if isinstance(key, int | Decimal) and not isinstance(key, bool):
+        return str(key)  # `1:` under `pinned` names slot 1
+    line, column = _position(node)
+    raise SourceError(
+        codes.YAML_SYNTAX, f"mapping key {node.value!r} must be text; quote it", line, column
+    )
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import PurePath
 
 from compiler import codes
 from compiler.bucketing import FULL, basis_points, fill_shares
@@ -46,16 +45,19 @@ def _percent(bp: int) -> str:
     return f"{bp / 100:.2f}%"
 
 
-def check_object(loaded: Loaded, root_relative: PurePath) -> Iterator[Diagnostic]:
+def check_object(loaded: Loaded, relative: str) -> Iterator[Diagnostic]:
+    """`relative` is the file's '/'-separated path below the definitions directory."""
     definition = loaded.definition
-    if root_relative.stem != definition.key:
+    name = relative.rsplit("/", 1)[-1]
+    stem = name.removesuffix(".yaml")
+    if stem != definition.key:
         yield make(
             codes.KEY_MISMATCH,
-            f"key '{definition.key}' differs from the file name '{root_relative.name}'; "
-            f"rename the file to '{definition.key}.yaml' or set key: {root_relative.stem}",
+            f"key '{definition.key}' differs from the file name '{name}'; "
+            f"rename the file to '{definition.key}.yaml' or set key: {stem}",
             loaded.span("key"),
         )
-    if isinstance(definition, Project) and root_relative != PurePath("project.yaml"):
+    if isinstance(definition, Project) and relative != "project.yaml":
         yield make(
             codes.PROJECT_MISPLACED,
             "the project object belongs in definitions/project.yaml; move it there",

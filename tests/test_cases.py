@@ -69,3 +69,14 @@ def test_every_validate_code_has_a_case() -> None:
     )
     untested = [code.id for code in ALL_CODES.values() if f"[{code.id} " not in seen]
     assert untested == ["E009"]  # unreadable file: needs a permission change; see test_cli
+
+
+def test_every_code_is_documented() -> None:
+    from compiler.codes import ALL_CODES
+    from conftest import REPO
+
+    documented = (REPO / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    missing = [
+        code.id for code in ALL_CODES.values() if f"| {code.id} | {code.name} |" not in documented
+    ]
+    assert missing == []

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 from compiler import api, cli
-from compiler.bundle import canonical_json
+from compiler.bundle import bundle_json, content_id
 
 DEFINITIONS = REPO / "definitions"
 
@@ -70,7 +70,8 @@ def test_compile_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
 def test_bundle_is_canonical_and_topologically_ordered(snapshot: api.Snapshot) -> None:
     text = (REPO / "generated" / "bundle.json").read_text(encoding="utf-8")
     document = json.loads(text)
-    assert canonical_json(document) == text  # sorted keys, final newline
+    assert bundle_json(document) == text  # sorted keys, one flag per line, final newline
+    assert document["release"]["content_id"] == content_id("1.0", document["flags"])
     assert "." not in "".join(str(v) for v in _numbers(document))  # no floats anywhere
     order = [flag["key"] for flag in document["flags"]]
     for index, flag in enumerate(document["flags"]):
