@@ -26,16 +26,14 @@ def child(arguments: list[str]) -> None:
     """Run one expc command in this process; report its time and peak memory."""
     from compiler.cli import main as expc
 
-    devnull = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    sys.stdout = sys.stderr = devnull
+    report = sys.stdout
+    sys.stdout = sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115 - until exit
     start = time.perf_counter()
     status = expc(arguments)
     elapsed = time.perf_counter() - start
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     helpers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    sys.__stdout__.write(
-        json.dumps({"status": status, "seconds": elapsed, "kib": max(own, helpers)})
-    )
+    report.write(json.dumps({"status": status, "seconds": elapsed, "kib": max(own, helpers)}))
 
 
 def run(arguments: list[str]) -> dict[str, float]:

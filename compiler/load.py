@@ -16,7 +16,8 @@ from pydantic_core import ErrorDetails
 from compiler import codes
 from compiler.diagnostics import Code, Diagnostic, Span, make
 from compiler.model import KINDS, AnyDefinition
-from compiler.source import SourceError, SourceFile
+from compiler.source import SourceFile
+from compiler.yaml_values import SourceError
 
 
 @dataclass(frozen=True)

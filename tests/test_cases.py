@@ -72,8 +72,9 @@ def test_every_validate_code_has_a_case() -> None:
 
 
 def test_every_code_is_documented() -> None:
-    from compiler.codes import ALL_CODES
     from conftest import REPO
+
+    from compiler.codes import ALL_CODES
 
     documented = (REPO / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     missing = [
