@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from compiler import codes
-from compiler.bundle import build_bundle, bundle_json, canonical_json
+from compiler.bundle import build_bundle, canonical_json
 from compiler.bundle_types import Bundle
 from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
 from compiler.graph import Catalog, build
@@ -135,6 +135,10 @@ def traffic_report(snapshot: Snapshot) -> dict[str, Fraction]:
 
 
 def bundle(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
+    return _compiled(snapshot, source_commit)[0]
+
+
+def _compiled(snapshot: Snapshot, source_commit: str | None) -> tuple[Bundle, str]:
     if snapshot.catalog is None or snapshot.has_errors:
         raise UsageError("definitions have errors; run 'expc validate' and fix them first")
     with collection_paused():
@@ -143,7 +147,7 @@ def bundle(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
 
 def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, str]:
     """Relative path under the output directory -> exact file content."""
-    files = {"bundle.json": bundle_json(bundle(snapshot, source_commit))}
+    files = {"bundle.json": _compiled(snapshot, source_commit)[1]}
     for name, document in schemas().items():
         files[f"schema/{name}"] = canonical_json(document)
     return files

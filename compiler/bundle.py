@@ -52,18 +52,26 @@ def compact_json(value: Any) -> str:
 def content_id(schema_version: str, flags: Sequence[Flag]) -> str:
     """sha256 of the compact canonical JSON of `{"flags": [...], "schema_version": ...}`,
     the part an SDK evaluates; an SDK recomputes it the same way to verify a bundle."""
-    body = {"flags": list(flags), "schema_version": schema_version}
-    return "sha256:" + hashlib.sha256(compact_json(body).encode("utf-8")).hexdigest()
+    return _content_id(schema_version, [compact_json(flag) for flag in flags])
 
 
-def bundle_json(bundle: Bundle) -> str:
+def _content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
+    # The same bytes as compact_json({"flags": flags, "schema_version": ...}), built
+    # from the flags' texts, which the bundle file reuses.
+    body = f'{{"flags":[{",".join(flag_texts)}],"schema_version":{compact_json(schema_version)}}}'
+    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
     """The bundle file: canonical JSON laid out one flag per line.
 
     Sorted keys and no insignificant spaces inside a flag; a review diff shows exactly
     which flags changed, and the C JSON encoder writes 100,000 flags in a blink (the
     indenting encoder is pure Python and ten times slower).
     """
-    flags = ",\n".join("    " + compact_json(flag) for flag in bundle["flags"])
+    if flag_texts is None:
+        flag_texts = [compact_json(flag) for flag in bundle["flags"]]
+    flags = ",\n".join("    " + text for text in flag_texts)
     return (
         '{\n  "flags": ['
         + (f"\n{flags}\n  " if flags else "")
@@ -266,12 +274,17 @@ def build_flags(catalog: Catalog, default_by: str) -> list[Flag]:
     return flags
 
 
-def build_bundle(catalog: Catalog, default_by: str, source_commit: str | None = None) -> Bundle:
+def build_bundle(
+    catalog: Catalog, default_by: str, source_commit: str | None = None
+) -> tuple[Bundle, str]:
+    """The bundle and the exact text of `bundle.json`."""
     flags = build_flags(catalog, default_by)
+    flag_texts = [compact_json(flag) for flag in flags]
     release: Release = {
-        "content_id": content_id(SCHEMA_VERSION, flags),
+        "content_id": _content_id(SCHEMA_VERSION, flag_texts),
         "compiler_version": __version__,
     }
     if source_commit:
         release["source_commit"] = source_commit
-    return {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}
+    bundle: Bundle = {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}
+    return bundle, bundle_json(bundle, flag_texts)

@@ -55,12 +55,6 @@ class Catalog:
     # experiment key -> [(group key, slot index)] of the groups holding it directly
     slots_of: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
-    def kind(self, key: str) -> str:
-        return self.objects[key].definition.kind
-
-    def definition_of(self, key: str) -> object:
-        return self.objects[key].definition
-
     def group_chain(self, group: str) -> list[str]:
         """The group and its ancestors, innermost first."""
         chain = [group]
