@@ -13,7 +13,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from compiler import codes
-from compiler.bundle import build_bundle, canonical_json
+from compiler.bundle import build_bundle, canonical_json, vectors_json
 from compiler.bundle_types import Bundle
 from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
 from compiler.graph import Catalog, build
@@ -24,6 +24,7 @@ from compiler.parallel import map_files
 from compiler.schema import schemas
 from compiler.traffic import effective_traffic
 from compiler.validate import check_object
+from compiler.vectors import build_vectors
 
 
 class UsageError(Exception):
@@ -147,7 +148,10 @@ def _compiled(snapshot: Snapshot, source_commit: str | None) -> tuple[Bundle, st
 
 def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, str]:
     """Relative path under the output directory -> exact file content."""
-    files = {"bundle.json": _compiled(snapshot, source_commit)[1]}
+    document, text = _compiled(snapshot, source_commit)
+    files = {"bundle.json": text}
+    with collection_paused():
+        files["vectors.json"] = vectors_json(build_vectors(document))
     for name, document in schemas().items():
         files[f"schema/{name}"] = canonical_json(document)
     return files

@@ -82,6 +82,14 @@ def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
     )
 
 
+def vectors_json(document: dict[str, Any]) -> str:
+    """The vectors file: one vector per line, like the bundle."""
+    lines = ",\n".join("    " + compact_json(vector) for vector in document["vectors"])
+    head = {k: v for k, v in document.items() if k != "vectors"}
+    fields = "".join(f'  "{k}": {compact_json(v)},\n' for k, v in sorted(head.items()))
+    return "{\n" + fields + '  "vectors": [' + (f"\n{lines}\n  " if lines else "") + "]\n}\n"
+
+
 def slot_variant(index: int) -> str:
     return f"slot-{index + 1}"
 

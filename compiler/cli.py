@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ from compiler.diagnostics import (
     render_json,
     render_text,
 )
+from compiler.evaluate import BundleError, Evaluator
 from compiler.files import write_outputs
 from compiler.render_graph import render_dot, render_mermaid
+from compiler.simulate import simulate
 from compiler.traffic import format_share
 
 EXIT_OK = 0
@@ -130,6 +133,78 @@ def cmd_traffic(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _evaluator(args: argparse.Namespace) -> Evaluator:
+    if args.bundle:
+        try:
+            return Evaluator.load(args.bundle)
+        except BundleError as error:
+            raise api.UsageError(f"{args.bundle}: {error}") from error
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        _report(diagnostics, "text")
+        raise api.UsageError("the definitions have errors; fix them or pass --bundle")
+    return Evaluator(api.bundle(snapshot))
+
+
+def _user(text: str) -> dict[str, object]:
+    """USER is a JSON object, or the path of a file holding one."""
+    source = text
+    if not text.lstrip().startswith("{"):
+        try:
+            source = Path(text).read_text(encoding="utf-8")
+        except OSError as error:
+            raise api.UsageError(f"{text}: not a JSON object and not a readable file") from error
+    try:
+        user = json.loads(source)
+    except ValueError as error:
+        raise api.UsageError(f"USER is not valid JSON: {error}") from error
+    if not isinstance(user, dict):
+        raise api.UsageError("USER must be a JSON object of attributes, e.g. '{\"user_id\": \"u-1\"}'")
+    return user
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    evaluator = _evaluator(args)
+    user = _user(args.user)
+    if args.flag and args.flag not in evaluator.flag_keys:
+        raise api.UsageError(f"no flag '{args.flag}' in the bundle")
+    results, steps = evaluator.explain(user, args.flag)
+    shown = [args.flag] if args.flag else list(results)
+    for key in shown:
+        result = results[key]
+        print(f"{key:40} {result.variant or '-':24} {result.reason}")
+        if args.explain:
+            for step in steps:
+                if step.flag == key:
+                    print(f"    {step.what:9} {step.detail}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        return _report(diagnostics, "text")
+    assert snapshot.catalog is not None
+    if args.users < 1:
+        raise api.UsageError("-n must be at least 1")
+    run = simulate(snapshot.catalog, api.bundle(snapshot), args.users)
+    print(f"{run.users:,} synthetic users, targeting off; share observed vs expected (z = 4)")
+    print(f"{'object':36} {'what':9} {'observed':>9} {'expected':>9}  interval")
+    for share in run.shares:
+        expected = "-" if share.expected is None else f"{float(share.expected):.2%}"
+        low, high = share.interval
+        mark = "" if share.ok else "  OUTSIDE"
+        print(
+            f"{share.key:36} {share.what:9} {share.share:>9.2%} {expected:>9}  "
+            f"[{low:.2%}, {high:.2%}]{mark}"
+        )
+    for violation in run.violations:
+        print(f"violation: {violation}")
+    exclusive = "no user in two experiments of one group" if not run.violations else "VIOLATED"
+    print(f"exclusivity and holdouts: {exclusive}")
+    return EXIT_OK if run.ok else EXIT_FINDINGS
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="expc", description="Compile experiment definitions into a bundle SDKs evaluate."
@@ -140,7 +215,10 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument(
-            "definitions", nargs="?", default="definitions", help="definitions directory"
+            "--definitions" if name == "eval" else "definitions",
+            nargs=None if name == "eval" else "?",
+            default="definitions",
+            help="definitions directory",
         )
         sub.add_argument("--strict", action="store_true", help="warnings block too")
         return sub
@@ -167,6 +245,17 @@ def parser() -> argparse.ArgumentParser:
 
     traffic = command("traffic", "print each experiment's expected share of all users")
     traffic.set_defaults(run=cmd_traffic)
+
+    evaluate = command("eval", "evaluate every flag (or one) for a user and say why")
+    evaluate.add_argument("user", help="a JSON object of attributes, or a file holding one")
+    evaluate.add_argument("--flag", help="only this flag")
+    evaluate.add_argument("--explain", action="store_true", help="print every decision")
+    evaluate.add_argument("--bundle", help="evaluate this bundle file instead of compiling DIR")
+    evaluate.set_defaults(run=cmd_eval)
+
+    simulation = command("simulate", "evaluate synthetic users; compare shares with DESIGN §4")
+    simulation.add_argument("-n", "--users", type=int, default=100_000, help="users (100,000)")
+    simulation.set_defaults(run=cmd_simulate)
     return root
 
 
