@@ -18,7 +18,9 @@ HOLDOUT = "global-holdout"
 GROUP = "main-group"
 
 
-def _flag(key: str, kind: str, variants: list[tuple[str, tuple[int, int]]], requires: list[Any]) -> Flag:
+def _flag(
+    key: str, kind: str, variants: list[tuple[str, tuple[int, int]]], requires: list[Any]
+) -> Flag:
     return {
         "key": key,
         "kind": kind,  # type: ignore[typeddict-item]

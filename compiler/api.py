@@ -152,8 +152,8 @@ def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, s
     files = {"bundle.json": text}
     with collection_paused():
         files["vectors.json"] = vectors_json(build_vectors(document))
-    for name, document in schemas().items():
-        files[f"schema/{name}"] = canonical_json(document)
+    for name, schema in schemas().items():
+        files[f"schema/{name}"] = canonical_json(schema)
     return files
 
 

@@ -149,7 +149,7 @@ def _evaluator(args: argparse.Namespace) -> Evaluator:
 def _user(text: str) -> dict[str, object]:
     """USER is a JSON object, or the path of a file holding one."""
     source = text
-    if not text.lstrip().startswith("{"):
+    if not text.lstrip().startswith(("{", "[", '"')):
         try:
             source = Path(text).read_text(encoding="utf-8")
         except OSError as error:
@@ -159,7 +159,9 @@ def _user(text: str) -> dict[str, object]:
     except ValueError as error:
         raise api.UsageError(f"USER is not valid JSON: {error}") from error
     if not isinstance(user, dict):
-        raise api.UsageError("USER must be a JSON object of attributes, e.g. '{\"user_id\": \"u-1\"}'")
+        raise api.UsageError(
+            'USER must be a JSON object of attributes, e.g. \'{"user_id": "u-1"}\''
+        )
     return user
 
 

@@ -107,11 +107,17 @@ class _Flag:
         # the requirement, the result when they do not).
         self.requires: list[tuple[str, frozenset[Result], Result]] = []
         targeting = flag["targeting"]
-        self.targeting: Predicate | None = None if targeting is None else compile_condition(targeting)
+        self.targeting: Predicate | None = (
+            None if targeting is None else compile_condition(targeting)
+        )
         rollout = flag["rollout"]
-        self.rollout = None if rollout is None else Result(rollout, payloads.get(rollout), "rollout")
+        self.rollout = (
+            None if rollout is None else Result(rollout, payloads.get(rollout), "rollout")
+        )
         # variant -> every result of this flag that gives it
-        self.giving: dict[str, list[Result]] = {name: [result] for name, result in overridden.items()}
+        self.giving: dict[str, list[Result]] = {
+            name: [result] for name, result in overridden.items()
+        }
         for result in [*self.outcomes, *([self.rollout] if self.rollout else [])]:
             self.giving[str(result.variant)].append(result)
 
@@ -144,9 +150,25 @@ class _Flag:
                 break
         if value and result.reason in ("traffic", "bucketed", "unallocated"):
             h = mmh3.hash(self.prefix + value, 0, False)
-            steps.append(Step(self.key, "hash", f"murmur3({self.prefix + value!r}) = {h}: alloc {h % 100}, point {h // 100}"))
-            steps.append(Step(self.key, "traffic", f"alloc {h % 100} {'<' if h % 100 < self.traffic else '>='} traffic {self.traffic}"))
-            ranges = ", ".join(f"{o.variant} [{a}, {b})" for o, a, b in zip(self.outcomes, self.starts, self.ends, strict=True))
+            steps.append(
+                Step(
+                    self.key,
+                    "hash",
+                    f"murmur3({self.prefix + value!r}) = {h}: alloc {h % 100}, point {h // 100}",
+                )
+            )
+            steps.append(
+                Step(
+                    self.key,
+                    "traffic",
+                    f"alloc {h % 100} {'<' if h % 100 < self.traffic else '>='} "
+                    f"traffic {self.traffic}",
+                )
+            )
+            ranges = ", ".join(
+                f"{o.variant} [{a}, {b})"
+                for o, a, b in zip(self.outcomes, self.starts, self.ends, strict=True)
+            )
             steps.append(Step(self.key, "ranges", ranges))
         steps.append(Step(self.key, "result", f"{result.variant} ({result.reason})"))
         return steps
@@ -170,9 +192,13 @@ class _Program:
             for requirement in flag["requires"]:
                 position = self.by_key.get(requirement["flag"])
                 if position is None or position >= self.by_key[prepared.key]:
-                    raise ValueError(f"{prepared.key} requires {requirement['flag']}, not before it")
+                    raise ValueError(
+                        f"{prepared.key} requires {requirement['flag']}, not before it"
+                    )
                 giving = self.flags[position].giving
-                allowed = frozenset(r for name in requirement["variants"] for r in giving.get(name, []))
+                allowed = frozenset(
+                    r for name in requirement["variants"] for r in giving.get(name, [])
+                )
                 prepared.requires.append(
                     (requirement["flag"], allowed, Result(None, None, requirement["reason"]))
                 )

@@ -111,7 +111,9 @@ def simulate(catalog: Catalog, bundle: Bundle, users: int) -> Simulation:
             if results[holdout].variant == "holdout":
                 leaked = sorted(e for e in experiments if results[e].variant is not None)
                 if leaked and len(violations) < 20:
-                    violations.append(f"{user_id} is held out by {holdout} but in {', '.join(leaked)}")
+                    violations.append(
+                        f"{user_id} is held out by {holdout} but in {', '.join(leaked)}"
+                    )
     return Simulation(users, _shares(catalog, counts, users, serving), violations)
 
 
@@ -122,15 +124,21 @@ def _shares(
     for key in sorted(catalog.objects):
         definition = catalog.objects[key].definition
         if isinstance(definition, Holdout):
-            shares.append(Share(key, "held out", counts[key, "holdout"], users, holdout_share(definition)))
+            shares.append(
+                Share(key, "held out", counts[key, "holdout"], users, holdout_share(definition))
+            )
         elif isinstance(definition, Mutex):
             path_share = _group_path_share(catalog, key)
             for index, bp in enumerate(slot_shares(definition)):
                 expected = path_share * Fraction(bp, FULL)
-                shares.append(Share(key, f"slot-{index + 1}", counts[key, f"slot-{index + 1}"], users, expected))
+                shares.append(
+                    Share(
+                        key, f"slot-{index + 1}", counts[key, f"slot-{index + 1}"], users, expected
+                    )
+                )
         elif isinstance(definition, Experiment) and key in serving:
-            expected = None if definition.prerequisites else effective_share(catalog, key)
-            shares.append(Share(key, "enrolled", counts[key, "*"], users, expected))
+            share = None if definition.prerequisites else effective_share(catalog, key)
+            shares.append(Share(key, "enrolled", counts[key, "*"], users, share))
     return shares
 
 

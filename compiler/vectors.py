@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from compiler.bucketing import POINTS, alloc, hash_value, point
-from compiler.bundle_types import Bundle, BundleCondition, Flag
+from compiler.bundle_types import Bundle, Flag
 from compiler.evaluate import Evaluator
 from compiler.preimage import value_hashing_to
 
@@ -27,21 +27,21 @@ REACHED = {"bucketed", "traffic", "unallocated"}
 ORDINARY_USERS = 3
 
 
-def satisfying(condition: BundleCondition | None, by: str) -> dict[str, Any]:
+def satisfying(condition: Mapping[str, Any] | None, by: str) -> dict[str, Any]:
     """Attributes that make simple conditions hold (best effort; never the bucketing one)."""
     attributes: dict[str, Any] = {}
     if condition is None:
         return attributes
     if "all" in condition:
-        for child in condition["all"]:  # type: ignore[typeddict-item]
+        for child in condition["all"]:
             attributes.update(satisfying(child, by))
         return attributes
     if "any" in condition:
-        children = condition["any"]  # type: ignore[typeddict-item]
+        children = condition["any"]
         return satisfying(children[0], by) if children else attributes
     if "none" in condition or condition.get("attribute") == by:
         return attributes  # missing attributes already fail every child
-    attribute, op, values = condition["attribute"], condition["op"], condition["values"]  # type: ignore[typeddict-item]
+    attribute, op, values = condition["attribute"], condition["op"], condition["values"]
     first = values[0] if values else "x"
     simple = {
         "is": first,
@@ -124,8 +124,9 @@ def build_vectors(bundle: Bundle) -> dict[str, Any]:
     for flag in _sample(bundle["flags"]):
         key, salt = flag["key"], flag["bucketing"]["salt"]
         attributes = satisfying(flag["targeting"], flag["bucketing"]["by"])
-        # A flag that serves nobody has no boundary to exercise.
-        boundaries = _boundaries(flag) if flag["serving"] else []
+        # A flag that serves nobody, or gives everyone its rollout, has no boundary.
+        bucketed = flag["serving"] and flag["rollout"] is None
+        boundaries = _boundaries(flag) if bucketed else []
         for index, (why, targets) in enumerate(boundaries):
             best: dict[str, Any] | None = None
             for attempt in range(ATTEMPTS):
