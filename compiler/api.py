@@ -6,7 +6,7 @@ load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -22,6 +22,7 @@ from compiler.load import Loaded, definition_files, load_object, read_source
 from compiler.model import Project
 from compiler.parallel import map_files
 from compiler.schema import schemas
+from compiler.targets import TARGET_FILES, builder
 from compiler.traffic import effective_traffic
 from compiler.validate import check_object
 from compiler.vectors import build_vectors
@@ -29,6 +30,10 @@ from compiler.vectors import build_vectors
 
 class UsageError(Exception):
     """A problem with how expc was called, not with the definitions (exit 2)."""
+
+
+class TargetError(Exception):
+    """The definitions are valid but a requested target cannot express them (exit 1)."""
 
 
 @dataclass
@@ -146,10 +151,23 @@ def _compiled(snapshot: Snapshot, source_commit: str | None) -> tuple[Bundle, st
         return build_bundle(snapshot.catalog, snapshot.default_by, source_commit)
 
 
-def outputs(snapshot: Snapshot, source_commit: str | None = None) -> dict[str, str]:
-    """Relative path under the output directory -> exact file content."""
+def outputs(
+    snapshot: Snapshot, source_commit: str | None = None, targets: Sequence[str] = ()
+) -> dict[str, str]:
+    """Relative path under the output directory -> exact file content.
+
+    `targets` are written besides those the project asks for on every compile.
+    """
     document, text = _compiled(snapshot, source_commit)
     files = {"bundle.json": text}
+    project_targets = snapshot.project.targets if snapshot.project else []
+    for name in sorted({*project_targets, *targets}):
+        if name not in TARGET_FILES:
+            raise UsageError(f"unknown target '{name}'; available: {', '.join(TARGET_FILES)}")
+        try:
+            files[TARGET_FILES[name]] = canonical_json(builder(name)(document))
+        except ValueError as error:
+            raise TargetError(f"target {name}: {error}") from error
     with collection_paused():
         files["vectors.json"] = vectors_json(build_vectors(document))
     for name, schema in schemas().items():

@@ -95,7 +95,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         _report(diagnostics, "text")
     out_dir = Path(args.out) if args.out else Path(args.definitions).parent / "generated"
     commit = _source_commit(args.source_commit, Path(args.definitions))
-    files = api.outputs(snapshot, commit)
+    try:
+        files = api.outputs(snapshot, commit, args.target)
+    except api.TargetError as error:
+        print(f"expc: {error}", file=sys.stderr)
+        print("nothing written", file=sys.stderr)
+        return EXIT_FINDINGS
     if args.check:
         stale = api.stale_files(out_dir, files)
         for name in stale:
@@ -238,6 +243,13 @@ def parser() -> argparse.ArgumentParser:
         "--source-commit",
         default=os.environ.get("EXPC_SOURCE_COMMIT"),
         help="record this commit in the bundle ('auto': git HEAD); default $EXPC_SOURCE_COMMIT",
+    )
+    compile_.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also write this target (amplitude); repeatable; project.yaml can list targets",
     )
     compile_.set_defaults(run=cmd_compile)
 

@@ -14,7 +14,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-_MISSING = object()
 _VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
 
 
@@ -76,6 +75,14 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "gt": lambda a, b: a > b,
     "gte": lambda a, b: a >= b,
 }
+
+
+def attributes_of(condition: Mapping[str, Any]) -> frozenset[str]:
+    """Every attribute a bundle condition reads."""
+    for group in ("all", "any", "none"):
+        if group in condition:
+            return frozenset().union(*(attributes_of(child) for child in condition[group]))
+    return frozenset([condition["attribute"]])
 
 
 def compile_condition(condition: Mapping[str, Any]) -> Predicate:

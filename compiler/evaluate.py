@@ -23,7 +23,7 @@ from typing import Any, overload
 
 import mmh3
 
-from compiler.conditions import Predicate, as_text, compile_condition
+from compiler.conditions import Predicate, as_text, attributes_of, compile_condition
 
 SUPPORTED_MAJOR = 1
 
@@ -62,12 +62,13 @@ class Step:
     detail: str
 
 
-class _Flag:
+class PreparedFlag:
     """One flag, prepared for evaluation."""
 
     __slots__ = (
         "by",
         "cohort_overrides",
+        "cohort_reads",
         "ends",
         "giving",
         "key",
@@ -80,6 +81,7 @@ class _Flag:
         "serving",
         "starts",
         "targeting",
+        "targeting_reads",
         "traffic",
         "user_overrides",
     )
@@ -99,6 +101,8 @@ class _Flag:
         overridden = {name: Result(name, payload, "override") for name, payload in payloads.items()}
         overrides = flag["overrides"]
         self.user_overrides = {user: overridden[name] for user, name in overrides["users"].items()}
+        # What each condition reads, so `compiler.batch` knows which depend on the id.
+        self.cohort_reads = [attributes_of(entry["when"]) for entry in overrides["cohorts"]]
         self.cohort_overrides: list[tuple[Predicate, Result]] = [
             (compile_condition(entry["when"]), overridden[entry["variant"]])
             for entry in overrides["cohorts"]
@@ -110,6 +114,7 @@ class _Flag:
         self.targeting: Predicate | None = (
             None if targeting is None else compile_condition(targeting)
         )
+        self.targeting_reads = frozenset() if targeting is None else attributes_of(targeting)
         rollout = flag["rollout"]
         self.rollout = (
             None if rollout is None else Result(rollout, payloads.get(rollout), "rollout")
@@ -174,7 +179,7 @@ class _Flag:
         return steps
 
 
-def _safely(predicate: Predicate, user: Mapping[str, Any]) -> bool:
+def safely(predicate: Predicate, user: Mapping[str, Any]) -> bool:
     try:
         return predicate(user)
     except Exception:  # odd user input fails the condition; evaluation never raises
@@ -186,7 +191,7 @@ class _Program:
 
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.content_id: str = bundle["release"]["content_id"]
-        self.flags = [_Flag(flag) for flag in bundle["flags"]]
+        self.flags = [PreparedFlag(flag) for flag in bundle["flags"]]
         self.by_key = {flag.key: index for index, flag in enumerate(self.flags)}
         for prepared, flag in zip(self.flags, bundle["flags"], strict=True):
             for requirement in flag["requires"]:
@@ -269,6 +274,11 @@ class Evaluator:
     def flag_keys(self) -> list[str]:
         return [flag.key for flag in self._program.flags]
 
+    @property
+    def prepared_flags(self) -> list[PreparedFlag]:
+        """The current bundle's flags as prepared for evaluation (for `compiler.batch`)."""
+        return self._program.flags
+
     def swap(self, bundle: Mapping[str, Any] | bytes | str | Path) -> None:
         """Verify and prepare a new bundle, then replace the current one in one step."""
         self._program = self._prepare(bundle)
@@ -300,12 +310,12 @@ class Evaluator:
         return results, trace
 
 
-def _run(flags: list[_Flag], user: Any, trace: list[Step] | None) -> dict[str, Result]:
+def _run(flags: list[PreparedFlag], user: Any, trace: list[Step] | None) -> dict[str, Result]:
     """DESIGN §4, every flag in order, for one user.
 
     This loop is the whole evaluator, written as one function because a method call per
     flag cost more than the rest of the work; each flag's fields are unpacked into
-    locals from one tuple (`_Flag.plan`).
+    locals from one tuple (`PreparedFlag.plan`).
     """
     # type() first: isinstance against an ABC costs as much as evaluating a flag.
     attributes: Mapping[str, Any] = user if type(user) is dict or isinstance(user, Mapping) else {}
@@ -338,7 +348,7 @@ def _run(flags: list[_Flag], user: Any, trace: list[Step] | None) -> dict[str, R
         else:
             if cohort_overrides:
                 for holds, override in cohort_overrides:
-                    if _safely(holds, attributes):
+                    if safely(holds, attributes):
                         result = override
                         break
             if result is None:
@@ -349,7 +359,7 @@ def _run(flags: list[_Flag], user: Any, trace: list[Step] | None) -> dict[str, R
                         result = NO_BUCKETING_VALUE if earlier is NO_BUCKETING_VALUE else failed
                         break
             if result is None:
-                if targeting is not None and not _safely(targeting, attributes):
+                if targeting is not None and not safely(targeting, attributes):
                     result = TARGETING
                 elif rollout is not None:
                     result = rollout

@@ -31,7 +31,7 @@ def _rotr(x: int, r: int) -> int:
     return ((x >> r) | (x << (32 - r))) & _MASK
 
 
-def _blocks_state(data: bytes) -> int:
+def blocks_state(data: bytes) -> int:
     """The hash state after the full blocks of `data` (its length is a multiple of 4)."""
     h = 0
     for offset in range(0, len(data), 4):
@@ -77,7 +77,7 @@ def value_hashing_to(salt: str, targets: list[int], stem: str, limit: int = 20_0
     tried = 0
     for filler in _fillers(len(prefix), stem):
         head = prefix + filler.encode("ascii")
-        state = _blocks_state(head)
+        state = blocks_state(head)
         length = len(head) + 4
         for target in targets:
             block = _last_block(state, _unfinalise(target) ^ length)

@@ -20,10 +20,10 @@ from compiler.model import (
     Mutex,
     Project,
 )
+from compiler.targets import TARGET_FILES
 
 MAX_SLOTS = 20
-# Extra outputs `compile` can write (DESIGN §7); the amplitude target is not built yet.
-KNOWN_TARGETS: frozenset[str] = frozenset()
+KNOWN_TARGETS = frozenset(TARGET_FILES)
 VALUELESS_OPS = {"exists", "not_exists"}
 NUMBER_OPS = {"lt", "lte", "gt", "gte"}
 VERSION_OPS = {"version_lt", "version_lte", "version_gt", "version_gte"}
