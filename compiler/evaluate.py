@@ -187,7 +187,7 @@ def safely(predicate: Predicate, user: Mapping[str, Any]) -> bool:
 
 
 class _Program:
-    __slots__ = ("by_key", "content_id", "flags")
+    __slots__ = ("by_key", "content_id", "flags", "needed")
 
     def __init__(self, bundle: Mapping[str, Any]) -> None:
         self.content_id: str = bundle["release"]["content_id"]
@@ -209,6 +209,21 @@ class _Program:
                 )
         for prepared in self.flags:
             prepared.prepare_plan()
+        # flag key -> the flags one evaluation of it needs, in bundle order
+        self.needed: dict[str, list[PreparedFlag]] = {}
+
+    def needed_for(self, key: str) -> list[PreparedFlag]:
+        """The flag and everything it requires, transitively, in evaluation order."""
+        if key not in self.needed:
+            seen: set[int] = set()
+            pending = [self.by_key[key]]
+            while pending:
+                position = pending.pop()
+                if position not in seen:
+                    seen.add(position)
+                    pending.extend(self.by_key[r[0]] for r in self.flags[position].requires)
+            self.needed[key] = [self.flags[position] for position in sorted(seen)]
+        return self.needed[key]
 
 
 def content_id_of(bundle: Mapping[str, Any]) -> str:
@@ -292,14 +307,11 @@ class Evaluator:
     def evaluate(self, user: Any, key: str | None = None) -> dict[str, Result] | Result:
         """Every flag's result for `user` (a mapping of attributes), or one flag's."""
         program = self._program
-        flags = program.flags
-        if key is not None:
-            position = program.by_key.get(key)
-            if position is None:
-                raise KeyError(f"no flag {key!r} in this bundle")
-            flags = flags[: position + 1]
-        results = _run(flags, user, None)
-        return results if key is None else results[key]
+        if key is None:
+            return _run(program.flags, user, None)
+        if key not in program.by_key:
+            raise KeyError(f"no flag {key!r} in this bundle")
+        return _run(program.needed_for(key), user, None)[key]
 
     def explain(self, user: Any, key: str | None = None) -> tuple[dict[str, Result], list[Step]]:
         """Results and every decision taken on the way, flag by flag."""

@@ -10,6 +10,7 @@ boundary" is then exactly at it, not merely near it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 
 import mmh3
@@ -48,17 +49,14 @@ def _undo_xorshift(h: int, shift: int) -> int:
     return result
 
 
+@functools.lru_cache(maxsize=65_536)
 def _unfinalise(h: int) -> int:
+    # Cached: the same targets come back for every filler and every retry of a boundary.
     h = _undo_xorshift(h, 16)
     h = (h * _F2_INVERSE) & _MASK
     h = _undo_xorshift(h, 13)
     h = (h * _F1_INVERSE) & _MASK
     return _undo_xorshift(h, 16)
-
-
-def _last_block(state_before: int, state_after: int) -> int:
-    mixed = _rotr(((state_after - 0xE6546B64) * _FIVE_INVERSE) & _MASK, 13) ^ state_before
-    return (_rotr((mixed * _C2_INVERSE) & _MASK, 15) * _C1_INVERSE) & _MASK
 
 
 def _fillers(prefix_length: int, stem: str) -> Iterator[str]:
@@ -74,15 +72,26 @@ def _fillers(prefix_length: int, stem: str) -> Iterator[str]:
 def value_hashing_to(salt: str, targets: list[int], stem: str, limit: int = 20_000) -> str | None:
     """A printable value v with murmur3(salt + "/" + v) in `targets`, or None."""
     prefix = (salt + "/").encode("utf-8")
+    unfinalised = [_unfinalise(target) for target in targets]
     tried = 0
     for filler in _fillers(len(prefix), stem):
         head = prefix + filler.encode("ascii")
         state = blocks_state(head)
         length = len(head) + 4
-        for target in targets:
-            block = _last_block(state, _unfinalise(target) ^ length)
+        for target, before_finaliser in zip(targets, unfinalised, strict=True):
+            # The last block step, run backwards (`_last_block`, inlined: this is the
+            # loop vector generation spends its time in).
+            mixed = (((before_finaliser ^ length) - 0xE6546B64) * _FIVE_INVERSE) & _MASK
+            mixed = (((mixed >> 13) | (mixed << 19)) & _MASK) ^ state
+            k = (mixed * _C2_INVERSE) & _MASK
+            block = ((((k >> 15) | (k << 17)) & _MASK) * _C1_INVERSE) & _MASK
             raw = block.to_bytes(4, "little")
-            if all(byte in _ALLOWED for byte in raw):
+            if (
+                raw[0] in _ALLOWED
+                and raw[1] in _ALLOWED
+                and raw[2] in _ALLOWED
+                and raw[3] in _ALLOWED
+            ):
                 value = filler + raw.decode("ascii")
                 assert mmh3.hash(salt + "/" + value, 0, False) == target
                 return value

@@ -21,7 +21,7 @@ from compiler.preimage import value_hashing_to
 VECTORS_VERSION = 1
 # Above this many flags, vectors cover an evenly spaced sample of them, so that compile
 # stays fast on very large repositories; SDK authors need every construct, not every flag.
-FLAG_LIMIT = 2_000
+FLAG_LIMIT = 100
 ATTEMPTS = 40
 REACHED = {"bucketed", "traffic", "unallocated"}
 ORDINARY_USERS = 3

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -233,8 +234,12 @@ def test_swap_under_load_never_mixes_bundles(tmp_path: Path) -> None:
     threads = [threading.Thread(target=evaluate_forever) for _ in range(4)]
     for thread in threads:
         thread.start()
-    for i in range(200):
-        evaluator.swap(dict(second) if i % 2 else first)
+    deadline = time.monotonic() + 20
+    swaps = 0
+    while swaps < 200 or (len(seen) < 2 and time.monotonic() < deadline):
+        evaluator.swap(dict(second) if swaps % 2 else first)
+        swaps += 1
+        time.sleep(0.0005)  # let the evaluating threads run between swaps
     stop.set()
     for thread in threads:
         thread.join()
