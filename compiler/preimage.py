@@ -28,10 +28,6 @@ def _rotl(x: int, r: int) -> int:
     return ((x << r) | (x >> (32 - r))) & _MASK
 
 
-def _rotr(x: int, r: int) -> int:
-    return ((x >> r) | (x << (32 - r))) & _MASK
-
-
 def blocks_state(data: bytes) -> int:
     """The hash state after the full blocks of `data` (its length is a multiple of 4)."""
     h = 0
@@ -79,7 +75,7 @@ def value_hashing_to(salt: str, targets: list[int], stem: str, limit: int = 20_0
         state = blocks_state(head)
         length = len(head) + 4
         for target, before_finaliser in zip(targets, unfinalised, strict=True):
-            # The last block step, run backwards (`_last_block`, inlined: this is the
+            # The last block step, run backwards (inlined: this is the
             # loop vector generation spends its time in).
             mixed = (((before_finaliser ^ length) - 0xE6546B64) * _FIVE_INVERSE) & _MASK
             mixed = (((mixed >> 13) | (mixed << 19)) & _MASK) ^ state
