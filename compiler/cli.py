@@ -53,6 +53,19 @@ def _snapshot(args: argparse.Namespace) -> tuple[api.Snapshot, list[Diagnostic]]
     return snapshot, diagnostics
 
 
+class _DefinitionsError(Exception):
+    """The definitions have errors (already printed): exit 1."""
+
+
+def _valid_snapshot(args: argparse.Namespace) -> api.Snapshot:
+    """The snapshot, for commands that need valid definitions; prints errors if not."""
+    snapshot, diagnostics = _snapshot(args)
+    if any(d.blocking for d in diagnostics):
+        _report(diagnostics, "text")
+        raise _DefinitionsError
+    return snapshot
+
+
 def _report(diagnostics: list[Diagnostic], fmt: str) -> int:
     output = RENDERERS[fmt](diagnostics)
     blocking = any(d.blocking for d in diagnostics)
@@ -119,18 +132,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    snapshot, diagnostics = _snapshot(args)
-    if any(d.blocking for d in diagnostics):
-        return _report(diagnostics, "text")
+    snapshot = _valid_snapshot(args)
     render = render_mermaid if args.format == "mermaid" else render_dot
     sys.stdout.write(render(snapshot))
     return EXIT_OK
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
-    snapshot, diagnostics = _snapshot(args)
-    if any(d.blocking for d in diagnostics):
-        return _report(diagnostics, "text")
+    snapshot = _valid_snapshot(args)
     for key, share in api.traffic_report(snapshot).items():
         definition = snapshot.objects[key].definition
         state = getattr(definition, "state", "")
@@ -144,11 +153,7 @@ def _evaluator(args: argparse.Namespace) -> Evaluator:
             return Evaluator.load(args.bundle)
         except BundleError as error:
             raise api.UsageError(f"{args.bundle}: {error}") from error
-    snapshot, diagnostics = _snapshot(args)
-    if any(d.blocking for d in diagnostics):
-        _report(diagnostics, "text")
-        raise api.UsageError("the definitions have errors; fix them or pass --bundle")
-    return Evaluator(api.bundle(snapshot))
+    return Evaluator(api.bundle(_valid_snapshot(args)))
 
 
 def _user(text: str) -> dict[str, object]:
@@ -188,9 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    snapshot, diagnostics = _snapshot(args)
-    if any(d.blocking for d in diagnostics):
-        return _report(diagnostics, "text")
+    snapshot = _valid_snapshot(args)
     assert snapshot.catalog is not None
     if args.users < 1:
         raise api.UsageError("-n must be at least 1")
@@ -283,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except api.UsageError as error:
         print(f"expc: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except _DefinitionsError:
+        return EXIT_FINDINGS
     except KeyboardInterrupt:
         return EXIT_INTERNAL
     except Exception as error:  # the one place a bug becomes an exit code, not a traceback
