@@ -1,10 +1,11 @@
-"""Time `expc validate` and `expc compile` on synthetic repositories.
+"""Time `expc validate`, `expc compile` and `expc check` on synthetic repositories.
 
     python benchmarks/bench_compile.py [100 1000 10000 100000]
 
 Each command runs as its own process, exactly as a user runs it, on a tree made by
-`generate.py` under benchmarks/.work/ (not committed). Printed: wall time of each
-command and the peak resident memory of the largest process of the run.
+`generate.py` under benchmarks/.work/ (not committed). `check` compares that tree
+with a second release of it in which 1% of the experiments changed. Printed: wall
+time of each command and the peak resident memory of the largest process of the run.
 """
 
 from __future__ import annotations
@@ -63,11 +64,13 @@ def main(sizes: list[int]) -> None:
         definitions = generate(size, root)
         validate = run(["validate", str(definitions)])
         compiled = run(["compile", str(definitions), "--out", str(root / "generated")])
+        changed = generate(size, WORK / f"{size}-next", change_percent=1)
+        checked = run(["check", str(changed), "--against", str(definitions)])
         total = validate["seconds"] + compiled["seconds"]
-        peak = max(validate["kib"], compiled["kib"]) / 1024
+        peak = max(validate["kib"], compiled["kib"], checked["kib"]) / 1024
         print(
             f"{size:>12,} {validate['seconds']:>11.2f} {compiled['seconds']:>10.2f} "
-            f"{total:>7.2f} {peak:>9.0f}"
+            f"{total:>7.2f} {checked['seconds']:>8.2f} {peak:>9.0f}"
         )
 
 

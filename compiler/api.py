@@ -6,22 +6,25 @@ load (YAML with positions) -> validate (typed models) -> graph -> lint -> emit
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
-from compiler import codes
+from compiler import codes, ledger
 from compiler.bundle import build_bundle, canonical_json, vectors_json
 from compiler.bundle_types import Bundle
 from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
 from compiler.graph import Catalog, build
 from compiler.lint import lint
-from compiler.load import Loaded, definition_files, load_object, read_source
+from compiler.load import Loaded, decode_source, definition_files, load_object, read_source
 from compiler.model import Project
 from compiler.parallel import map_files
 from compiler.schema import schemas
+from compiler.source import SourceFile
 from compiler.targets import TARGET_FILES, builder
 from compiler.traffic import effective_traffic
 from compiler.validate import check_object
@@ -44,6 +47,8 @@ class Snapshot:
     objects: dict[str, Loaded] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     catalog: Catalog | None = None
+    # path below the definitions directory -> its object, to reuse unchanged files
+    by_relative: dict[str, Loaded] = field(default_factory=dict)
 
     @property
     def project(self) -> Project | None:
@@ -65,32 +70,90 @@ class Snapshot:
         return any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
+def display_root(directory: str) -> str:
+    """Paths in messages are relative to the working directory when they can be, so
+    that GitHub annotations (relative to the repository root) land on the file."""
+    relative = os.path.relpath(directory)
+    return directory if relative.startswith("..") else Path(relative).as_posix()
+
+
 def _display_prefix(root: Path, display_root: str | None) -> str:
     base = root.as_posix() if display_root is None else display_root
     return "" if base in ("", ".") else base.rstrip("/") + "/"
 
 
-def _load_one(job: tuple[Path, str, str]) -> tuple[Loaded | None, list[Diagnostic]]:
+Outcome = tuple[str, Loaded | None, list[Diagnostic]]
+
+
+def _load_one(job: tuple[Path, str, str]) -> Outcome:
     path, relative, display = job
-    source = read_source(path, display)
+    return _check_source(read_source(path, display), relative)
+
+
+def _load_blob(job: tuple[str, str, bytes]) -> Outcome:
+    relative, display, raw = job
+    return _check_source(decode_source(raw, display), relative)
+
+
+def _check_source(source: SourceFile | Diagnostic, relative: str) -> Outcome:
     if isinstance(source, Diagnostic):
-        return None, [source]
+        return relative, None, [source]
     loaded = load_object(source)
     if isinstance(loaded, list):
-        return None, loaded
+        return relative, None, loaded
     problems = list(check_object(loaded, relative))
-    return loaded, problems
+    return relative, loaded, problems
 
 
-def load_snapshot(root: Path, display_root: str | None = None) -> Snapshot:
-    """Read, validate, link and lint every definition below `root`."""
+def load_snapshot(
+    root: Path, display_root: str | None = None, reuse: Snapshot | None = None
+) -> Snapshot:
+    """Read, validate, link and lint every definition below `root`.
+
+    With `reuse` (a valid snapshot of another release), files whose bytes are the same
+    at the same path take its already validated objects instead of being parsed again:
+    the two sides of a check share almost every file.
+    """
     if not root.is_dir():
         raise UsageError(f"{root}: no such definitions directory")
     prefix = _display_prefix(root, display_root)
-    jobs = [(path, relative, prefix + relative) for path, relative in definition_files(root)]
+    listed = [(path, relative, prefix + relative) for path, relative in definition_files(root)]
+    if reuse is not None:
+        blobs = []
+        for path, relative, display in listed:
+            try:
+                blobs.append((relative, display, path.read_bytes()))
+            except OSError:
+                blobs.append((relative, display, b"\xff"))  # parsed below: reported
+        return load_snapshot_from_blobs(root, blobs, reuse)
     snapshot = Snapshot(root)
     with collection_paused():
-        _collect(snapshot, map_files(_load_one, jobs))
+        _collect(snapshot, map_files(_load_one, listed))
+    return _link(snapshot)
+
+
+def load_snapshot_from_blobs(
+    root: Path, files: Sequence[tuple[str, str, bytes]], reuse: Snapshot | None = None
+) -> Snapshot:
+    """The same as `load_snapshot`, for files already in memory (read from git):
+    (path relative to the definitions directory, path to show, content)."""
+    snapshot = Snapshot(root)
+    reused: list[Outcome] = []
+    to_parse = []
+    for relative, display, raw in files:
+        earlier = reuse.by_relative.get(relative) if reuse is not None else None
+        if earlier is not None and earlier.source.text.encode("utf-8") == raw:
+            reused.append(
+                (relative, Loaded(SourceFile(display, earlier.source.text), earlier.definition), [])
+            )
+        else:
+            to_parse.append((relative, display, raw))
+    with collection_paused():
+        _collect(snapshot, [*reused, *map_files(_load_blob, to_parse)])
+    return _link(snapshot)
+
+
+def _link(snapshot: Snapshot) -> Snapshot:
     catalog, problems = build(snapshot.objects)
     snapshot.diagnostics.extend(problems)
     snapshot.catalog = catalog
@@ -113,11 +176,12 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _collect(snapshot: Snapshot, results: Iterable[tuple[Loaded | None, list[Diagnostic]]]) -> None:
-    for loaded, problems in results:
+def _collect(snapshot: Snapshot, results: Iterable[Outcome]) -> None:
+    for relative, loaded, problems in sorted(results, key=lambda outcome: outcome[0]):
         snapshot.diagnostics.extend(problems)
         if loaded is None:
             continue
+        snapshot.by_relative[relative] = loaded
         key = loaded.definition.key
         earlier = snapshot.objects.get(key)
         if earlier is not None:
@@ -152,14 +216,19 @@ def _compiled(snapshot: Snapshot, source_commit: str | None) -> tuple[Bundle, st
 
 
 def outputs(
-    snapshot: Snapshot, source_commit: str | None = None, targets: Sequence[str] = ()
+    snapshot: Snapshot,
+    source_commit: str | None = None,
+    targets: Sequence[str] = (),
+    ledger_before: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Relative path under the output directory -> exact file content.
 
-    `targets` are written besides those the project asks for on every compile.
+    `targets` are written besides those the project asks for on every compile;
+    `ledger_before` is the ledger already in the output directory, which is appended to.
     """
     document, text = _compiled(snapshot, source_commit)
     files = {"bundle.json": text}
+    files["ledger.json"] = canonical_json(ledger.updated(ledger_before or ledger.empty(), document))
     project_targets = snapshot.project.targets if snapshot.project else []
     for name in sorted({*project_targets, *targets}):
         if name not in TARGET_FILES:

@@ -12,6 +12,7 @@ from compiler import __version__
 from compiler.bucketing import POINTS, basis_points, boundary, ranges
 from compiler.bundle_types import (
     SCHEMA_VERSION,
+    Acknowledged,
     Bundle,
     BundleCondition,
     BundleVariant,
@@ -72,8 +73,11 @@ def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
     if flag_texts is None:
         flag_texts = [compact_json(flag) for flag in bundle["flags"]]
     flags = ",\n".join("    " + text for text in flag_texts)
+    audit = f'  "audit": {compact_json(bundle["audit"])},\n' if bundle.get("audit") else ""
     return (
-        '{\n  "flags": ['
+        "{\n"
+        + audit
+        + '  "flags": ['
         + (f"\n{flags}\n  " if flags else "")
         + "],\n"
         + f'  "release": {compact_json(bundle["release"])},\n'
@@ -196,6 +200,7 @@ class _Builder:
         return {
             "key": experiment.key,
             "kind": "experiment",
+            "state": experiment.state,
             "serving": experiment.serves,
             "bucketing": {"by": by, "salt": salt_of(experiment)},
             "overrides": self.overrides(audiences, by),
@@ -249,6 +254,7 @@ class _Builder:
         return {
             "key": definition.key,
             "kind": definition.kind,
+            "state": "active",
             "serving": True,
             "bucketing": {"by": by, "salt": salt_of(definition)},
             "overrides": overrides,
@@ -266,6 +272,15 @@ def _text(value: ConditionValue) -> str:
     if isinstance(value, Decimal):
         return format(value, "f")
     return str(value)
+
+
+def acknowledged(catalog: Catalog) -> list[Acknowledged]:
+    """Every acknowledgement the definitions declare, for the bundle's audit section."""
+    return [
+        {"key": key, "rule": a.rule, "fingerprint": a.fingerprint, "reason": a.reason}
+        for key in sorted(catalog.objects)
+        for a in catalog.objects[key].definition.acknowledge
+    ]
 
 
 def build_flags(catalog: Catalog, default_by: str) -> list[Flag]:
@@ -295,4 +310,7 @@ def build_bundle(
     if source_commit:
         release["source_commit"] = source_commit
     bundle: Bundle = {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}
+    audit = acknowledged(catalog)
+    if audit:
+        bundle["audit"] = audit
     return bundle, bundle_json(bundle, flag_texts)

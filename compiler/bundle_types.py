@@ -74,6 +74,8 @@ class BundleVariant(TypedDict):
 class Flag(TypedDict):
     key: str
     kind: Literal["experiment", "mutex", "holdout"]
+    # The experiment's lifecycle state; groups and holdouts are "active".
+    state: Literal["draft", "running", "stopped", "concluded", "active"]
     serving: bool
     bucketing: BundleBucketing
     overrides: Overrides
@@ -90,7 +92,18 @@ class Release(TypedDict):
     source_commit: NotRequired[str]
 
 
+class Acknowledged(TypedDict):
+    """An acknowledgement declared in the definitions (`expc check`, DESIGN §6)."""
+
+    key: str
+    rule: str
+    fingerprint: str
+    reason: str
+
+
 class Bundle(TypedDict):
     schema_version: str
     release: Release
     flags: list[Flag]
+    # Changes a person accepted knowingly; not part of the content id.
+    audit: NotRequired[list[Acknowledged]]

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from compiler import __version__, api
+from compiler import __version__, api, check, report, rules
 from compiler.diagnostics import (
     Diagnostic,
     promote_warnings,
@@ -26,6 +26,7 @@ from compiler.diagnostics import (
 )
 from compiler.evaluate import BundleError, Evaluator
 from compiler.files import write_outputs
+from compiler.previous import read_ledger
 from compiler.render_graph import render_dot, render_mermaid
 from compiler.simulate import simulate
 from compiler.traffic import format_share
@@ -38,15 +39,8 @@ EXIT_INTERNAL = 3
 RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
 
 
-def display_root(directory: str) -> str:
-    """Paths in messages are relative to the working directory when they can be, so
-    that GitHub annotations (relative to the repository root) land on the file."""
-    relative = os.path.relpath(directory)
-    return directory if relative.startswith("..") else Path(relative).as_posix()
-
-
 def _snapshot(args: argparse.Namespace) -> tuple[api.Snapshot, list[Diagnostic]]:
-    snapshot = api.load_snapshot(Path(args.definitions), display_root(args.definitions))
+    snapshot = api.load_snapshot(Path(args.definitions), api.display_root(args.definitions))
     diagnostics = snapshot.diagnostics
     if getattr(args, "strict", False):
         diagnostics = promote_warnings(diagnostics)
@@ -109,7 +103,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else Path(args.definitions).parent / "generated"
     commit = _source_commit(args.source_commit, Path(args.definitions))
     try:
-        files = api.outputs(snapshot, commit, args.target)
+        files = api.outputs(snapshot, commit, args.target, read_ledger(out_dir / "ledger.json"))
     except api.TargetError as error:
         print(f"expc: {error}", file=sys.stderr)
         print("nothing written", file=sys.stderr)
@@ -215,6 +209,41 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if run.ok else EXIT_FINDINGS
 
 
+CHECK_RENDERERS = {
+    "text": report.render_text,
+    "json": report.render_json,
+    "github": report.render_github,
+    "markdown": report.render_markdown,
+}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        result = check.run(Path(args.definitions), args.against)
+    except check.InvalidDefinitionsError as invalid:
+        _report(invalid.snapshot.diagnostics, "text")
+        raise _DefinitionsError from None
+    sys.stdout.write(CHECK_RENDERERS[args.format](result))
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and summary:
+        with Path(summary).open("a", encoding="utf-8") as stream:
+            stream.write(report.render_markdown(result))
+    return EXIT_FINDINGS if result.blocking else EXIT_OK
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    if args.code:
+        found = rules.find(args.code)
+        if found is None:
+            raise api.UsageError(f"no rule '{args.code}'; `expc rules` lists them")
+        print(f"{found.code} {found.name} ({found.severity})\n")
+        print(found.doc)
+        return EXIT_OK
+    for code, found in sorted(rules.RULES.items()):
+        print(f"{code}  {found.name:38} {found.severity!s:8} {found.summary}")
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="expc", description="Compile experiment definitions into a bundle SDKs evaluate."
@@ -269,6 +298,17 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--explain", action="store_true", help="print every decision")
     evaluate.add_argument("--bundle", help="evaluate this bundle file instead of compiling DIR")
     evaluate.set_defaults(run=cmd_eval)
+
+    checking = command("check", "compare with a previous release; fail on unsafe changes")
+    checking.add_argument(
+        "--against", required=True, help="a git revision, a definitions directory, or a bundle file"
+    )
+    checking.add_argument("--format", choices=sorted(CHECK_RENDERERS), default="text")
+    checking.set_defaults(run=cmd_check)
+
+    listing = commands.add_parser("rules", help="list the safety rules, or print one")
+    listing.add_argument("code", nargs="?", help="a rule code or name")
+    listing.set_defaults(run=cmd_rules)
 
     simulation = command("simulate", "evaluate synthetic users; compare shares with DESIGN §4")
     simulation.add_argument("-n", "--users", type=int, default=100_000, help="users (100,000)")

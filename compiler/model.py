@@ -143,12 +143,21 @@ TargetingField = Annotated[Targeting, Discriminator(_condition_kind)]
 # --- objects ---------------------------------------------------------------------
 
 
+class Acknowledgement(Strict):
+    """A blocked change accepted knowingly (DESIGN §6); `expc check` prints it."""
+
+    rule: Annotated[str, Field(min_length=1)]
+    fingerprint: Annotated[str, Field(pattern=r"^[0-9a-f]{16}$")]
+    reason: Annotated[str, Field(min_length=1)]
+
+
 class Definition(Strict):
     key: Key
     name: str | None = None
     description: str | None = None
     owners: list[Annotated[str, Field(min_length=1)]] = []
     tags: list[Annotated[str, Field(min_length=1)]] = []
+    acknowledge: list[Acknowledgement] = []
 
 
 class Variant(Strict):

@@ -143,3 +143,17 @@ def test_traffic_command_prints_expected_shares(project: Path) -> None:
     lines = {line.split()[0]: line.split()[-1] for line in result.stdout.splitlines()}
     assert lines["search-typo-tolerance"] == "47.5%"
     assert lines["onboarding-pricing-preview"] == "25%"
+
+
+def test_ledger_is_append_only_across_compiles(project: Path) -> None:
+    run("compile", cwd=project)
+    ledger = json.loads((project / "generated" / "ledger.json").read_text())
+    assert "search-typo-tolerance" in ledger["released"]
+    assert set(ledger["live"]) >= {"search-ranking", "global-holdout", "checkout-surface"}
+    (project / "definitions" / "experiments" / "search" / "search-typo-tolerance.yaml").unlink()
+    group = project / "definitions" / "groups" / "search-ranking.yaml"
+    group.write_text(group.read_text().replace("experiment: search-typo-tolerance", "# freed"))
+    assert run("compile", cwd=project).returncode == 0
+    after = json.loads((project / "generated" / "ledger.json").read_text())
+    assert after["released"]["search-typo-tolerance"] == ledger["released"]["search-typo-tolerance"]
+    assert run("compile", "--check", cwd=project).returncode == 0

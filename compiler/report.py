@@ -1,0 +1,144 @@
+"""How `expc check` reports: text, JSON, GitHub annotations, a pull-request comment.
+
+Text from definitions (keys, messages quoting names) is escaped in every format that
+could interpret it: markdown and HTML in the comment, `%`, newlines and separators in
+workflow commands, quotes in mermaid labels.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import jinja2
+
+from compiler.check import CheckResult, Finding, as_json
+from compiler.diagnostics import Severity
+from compiler.views import percent, range_share
+
+MARKER = "<!-- expc-check-report -->"
+COMMENT_LIMIT = 65_000
+ANNOTATIONS_PER_SEVERITY = 10
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
+
+
+def escape_markdown(text: Any) -> str:
+    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
+    return escaped.replace("\n", " ").replace("\r", " ").replace("@", "@\u200b")
+
+
+def escape_mermaid(text: Any) -> str:
+    return str(text).replace('"', "#quot;").replace("\n", " ")
+
+
+def _environment() -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("compiler", "templates"),
+        autoescape=False,  # markdown, not HTML: every value goes through `md` instead
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    environment.filters["md"] = escape_markdown
+    environment.filters["mermaid"] = escape_mermaid
+    return environment
+
+
+def render_text(result: CheckResult) -> str:
+    lines = []
+    for f in result.findings:
+        accepted = " (accepted: " + f.accepted + ")" if f.accepted else ""
+        lines.append(f"{f.span}: {f.severity}[{f.rule.code} {f.rule.name}] {f.message}{accepted}")
+        if f.previous_span is not None and f.previous_span != f.span:
+            lines.append(f"    previous: {f.previous_span}")
+        if f.blocking:
+            lines.append(f"    instead: {f.instead}")
+            lines.append("    to accept it knowingly, add to the object's file:")
+            lines.extend("      " + line for line in f.snippet().splitlines())
+    blocking = sum(f.blocking for f in result.findings)
+    verdict = "blocked" if result.blocking else "safe"
+    lines.append(
+        f"{verdict}: {blocking} blocking, {len(result.findings) - blocking} other finding(s) "
+        f"against {result.previous.label}"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def render_json(result: CheckResult) -> str:
+    return json.dumps(as_json(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def render_github(result: CheckResult) -> str:
+    """Workflow-command annotations, at most ten per severity, the rest summarised."""
+    lines = []
+    shown: dict[str, int] = {}
+    hidden: dict[str, int] = {}
+    for f in result.findings:
+        level = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(f.severity, "notice")
+        if f.accepted:
+            level = "notice"
+        if shown.get(level, 0) >= ANNOTATIONS_PER_SEVERITY:
+            hidden[level] = hidden.get(level, 0) + 1
+            continue
+        shown[level] = shown.get(level, 0) + 1
+        title = _escape_property(f"{f.rule.code} {f.rule.name}")
+        body = f.message + (
+            "\nAccepted: " + f.accepted if f.accepted else f"\nInstead: {f.instead}"
+        )
+        lines.append(
+            f"::{level} file={_escape_property(f.span.path)},line={f.span.line},"
+            f"col={f.span.column},title={title}::{_escape_data(body)}"
+        )
+    for level, count in sorted(hidden.items()):
+        lines.append(f"::{level}::{count} more {level} finding(s) not annotated; see the summary")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _groups(result: CheckResult) -> list[dict[str, Any]]:
+    groups = []
+    for index, key in enumerate(result.affected_groups()):
+        view = result.after.get(key) or result.before.get(key)
+        if view is None:
+            continue
+        slots = []
+        for name, start, end in view.ranges:
+            members = sorted(view.members.get(name, frozenset()))
+            label = f"{name}: {', '.join(members) or 'empty'}"
+            slots.append({"share": percent(range_share(((name, start, end),))), "label": label})
+        groups.append({"key": key, "id": f"g{index}", "rows": result.shares(key), "slots": slots})
+    return groups
+
+
+def render_markdown(result: CheckResult) -> str:
+    template = _environment().get_template("check.md.j2")
+
+    def render(summary_only: bool, limit: int | None) -> str:
+        findings: list[Finding] = result.findings if limit is None else result.findings[:limit]
+        return template.render(
+            marker=MARKER,
+            result=result,
+            changes=result.changed_objects(),
+            groups=_groups(result),
+            findings=findings,
+            hidden=len(result.findings) - len(findings),
+            summary_only=summary_only,
+        )
+
+    text = render(False, None)
+    if len(text) <= COMMENT_LIMIT:
+        return text
+    limit = 50
+    text = render(True, limit)
+    while len(text) > COMMENT_LIMIT and limit > 0:
+        limit //= 2
+        text = render(True, limit)
+    return text

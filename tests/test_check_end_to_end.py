@@ -1,0 +1,222 @@
+"""`expc check` as CI runs it: against git revisions, bundle files, with settings and
+acknowledgements, in every output format."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import CASES, REPO
+
+from compiler import cli, report
+from compiler.check import run
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "expc",
+    "GIT_AUTHOR_EMAIL": "expc@example.com",
+    "GIT_COMMITTER_NAME": "expc",
+    "GIT_COMMITTER_EMAIL": "expc@example.com",
+}
+
+
+def git(repository: Path, *arguments: str) -> str:
+    result = subprocess.run(
+        ["git", *arguments],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_ENV},
+    )
+    return result.stdout
+
+
+def expc(
+    cwd: Path, *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "compiler.cli", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    """A git repository with the example at HEAD~1 and an unsafe change at HEAD."""
+    work = tmp_path / "config"
+    shutil.copytree(REPO / "definitions", work / "definitions")
+    git(work, "init", "-q", "-b", "main")
+    assert expc(work, "compile").returncode == 0
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "release 1")
+    group = work / "definitions" / "groups" / "search-ranking.yaml"
+    group.write_text(group.read_text().replace("percent: 50", "percent: 40", 1))
+    assert expc(work, "compile").returncode == 0
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "shrink slot 1")
+    return work
+
+
+def test_check_against_a_git_revision(repository: Path) -> None:
+    result = expc(repository, "check", "--against", "HEAD~1")
+    assert result.returncode == cli.EXIT_FINDINGS, result.stderr
+    assert (
+        "definitions/groups/search-ranking.yaml:2:6: error[C101 live-group-slots-changed] "
+        "live group 'search-ranking' changed its slot percents (50.00%/20.00%/10.00%/20.00% -> "
+        "40.00%/20.00%/10.00%/20.00%); this re-buckets 40.00% of the group's users"
+    ) in result.stdout
+    assert "HEAD~1 (" in result.stdout.splitlines()[-1]
+    same = expc(repository, "check", "--against", "HEAD")
+    assert same.returncode == cli.EXIT_OK
+    assert same.stdout.startswith("safe: 0 blocking")
+
+
+def test_missing_revision_in_a_shallow_clone_says_how_to_fetch(
+    repository: Path, tmp_path: Path
+) -> None:
+    shallow = tmp_path / "shallow"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repository}", str(shallow))
+    result = expc(shallow, "check", "--against", "HEAD~1")
+    assert result.returncode == cli.EXIT_USAGE
+    assert "git revision 'HEAD~1' is not in this repository" in result.stderr
+    assert "fetch-depth: 0" in result.stderr
+    typo = expc(repository, "check", "--against", "mian")
+    assert typo.returncode == cli.EXIT_USAGE
+    assert "git fetch origin mian" in typo.stderr
+
+
+def test_acknowledging_the_printed_snippet_unblocks_and_is_audited(repository: Path) -> None:
+    blocked = expc(repository, "check", "--against", "HEAD~1")
+    fingerprint = blocked.stdout.split("fingerprint: ")[1].split()[0]
+    group = repository / "definitions" / "groups" / "search-ranking.yaml"
+    group.write_text(
+        group.read_text()
+        + "acknowledge:\n  - rule: C101\n"
+        + f"    fingerprint: {fingerprint}\n    reason: approved by search team\n"
+    )
+    accepted = expc(repository, "check", "--against", "HEAD~1")
+    assert accepted.returncode == cli.EXIT_OK
+    assert "(accepted: approved by search team)" in accepted.stdout
+    assert expc(repository, "compile").returncode == 0
+    bundle = json.loads((repository / "generated" / "bundle.json").read_text())
+    assert bundle["audit"] == [
+        {
+            "key": "search-ranking",
+            "rule": "C101",
+            "fingerprint": fingerprint,
+            "reason": "approved by search team",
+        }
+    ]
+    # Editing the change makes the acknowledgement stale: blocked again, and a warning.
+    group.write_text(group.read_text().replace("percent: 40", "percent: 45", 1))
+    stale = expc(repository, "check", "--against", "HEAD~1")
+    assert stale.returncode == cli.EXIT_FINDINGS
+    assert "warning[C125 unused-acknowledgement]" in stale.stdout
+
+
+def test_rule_settings_come_from_the_previous_side(tmp_path: Path) -> None:
+    case = CASES / "check" / "C113-fires-traffic-lowered"
+    work = tmp_path / "case"
+    shutil.copytree(case, work)
+    (work / "current" / "definitions" / "project.yaml").write_text(
+        "kind: project\nkey: project\ncheck:\n  disable: [C113]\n"
+    )
+    result = run(work / "current" / "definitions", str(work / "previous" / "definitions"))
+    assert result.blocking  # a change cannot switch off its own check
+    (work / "previous" / "definitions" / "project.yaml").write_text(
+        "kind: project\nkey: project\n"
+        "check:\n  severity: {running-experiment-traffic-changed: warning}\n"
+    )
+    result = run(work / "current" / "definitions", str(work / "previous" / "definitions"))
+    assert not result.blocking
+    assert [str(f.severity) for f in result.findings] == ["warning"]
+
+
+def test_against_a_released_bundle_file(tmp_path: Path) -> None:
+    case = CASES / "check" / "C112-fires-weights"
+    out = tmp_path / "release"
+    assert cli.main(["compile", str(case / "previous" / "definitions"), "--out", str(out)]) == 0
+    result = run(case / "current" / "definitions", str(out / "bundle.json"))
+    assert [f.rule.code for f in result.findings] == ["C112"]
+    assert "re-buckets 20.00% of enrolled users" in result.findings[0].message
+
+
+def test_markdown_report_marker_traffic_and_escaping(tmp_path: Path) -> None:
+    work = tmp_path / "case"
+    shutil.copytree(CASES / "check" / "C112-fires-salt", work)
+    hostile = "x<img src=1>`|*[link](http://evil)\n::error::pwned"
+    target = work / "current" / "definitions" / "a.yaml"
+    target.write_text(target.read_text().replace("salt: a-v2", f"salt: {json.dumps(hostile)}"))
+    result = run(work / "current" / "definitions", str(work / "previous" / "definitions"))
+    markdown = report.render_markdown(result)
+    assert markdown.startswith(report.MARKER + "\n")
+    assert "<img" not in markdown and "](http" not in markdown
+    assert "\n::error::" not in markdown
+    github = report.render_github(result)
+    assert github.count("\n") == 1  # one annotation, newlines escaped
+    assert "%0A::error::pwned" in github
+
+
+def test_markdown_shows_shares_before_and_after_and_a_mermaid_picture(repository: Path) -> None:
+    os.chdir(repository)
+    try:
+        result = run(Path("definitions"), "HEAD~1")
+    finally:
+        os.chdir(REPO)
+    markdown = report.render_markdown(result)
+    assert "**search\\-ranking**" in markdown
+    assert "| `search\\-typo\\-tolerance` | 47.50% | 38.00% |" in markdown
+    assert "```mermaid" in markdown
+
+
+def test_github_format_caps_annotations_and_writes_the_summary(tmp_path: Path) -> None:
+    previous = tmp_path / "previous" / "definitions"
+    current = tmp_path / "current" / "definitions"
+    for side, traffic in ((previous, 50), (current, 20)):
+        side.mkdir(parents=True)
+        for index in range(25):
+            (side / f"e{index:02d}.yaml").write_text(
+                f"kind: experiment\nkey: e{index:02d}\nstate: running\ntraffic: {traffic}\n"
+                "variants:\n  - key: control\n  - key: treatment\n"
+            )
+    summary = tmp_path / "summary.md"
+    result = expc(
+        tmp_path,
+        "check",
+        "current/definitions",
+        "--against",
+        "previous/definitions",
+        "--format",
+        "github",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert result.returncode == cli.EXIT_FINDINGS
+    lines = result.stdout.splitlines()
+    assert len(lines) == 11
+    assert lines[-1] == "::error::15 more error finding(s) not annotated; see the summary"
+    assert summary.read_text().startswith(report.MARKER)
+
+
+def test_markdown_stays_under_the_comment_limit(tmp_path: Path) -> None:
+    previous = tmp_path / "previous"
+    current = tmp_path / "current"
+    for side, traffic in ((previous, 50), (current, 20)):
+        side.mkdir()
+        for index in range(1500):
+            (side / f"experiment-with-a-long-name-{index:04d}.yaml").write_text(
+                f"kind: experiment\nkey: experiment-with-a-long-name-{index:04d}\nstate: running\n"
+                f"traffic: {traffic}\nvariants:\n  - key: control\n  - key: treatment\n"
+            )
+    markdown = report.render_markdown(run(current, str(previous)))
+    assert len(markdown) <= report.COMMENT_LIMIT
+    assert "longer than a pull-request comment allows" in markdown
+    assert "more findings (see the job log)" in markdown
