@@ -18,6 +18,7 @@ from pathlib import Path
 
 from compiler import __version__, api, check, report, rules
 from compiler.diagnostics import (
+    Severity,
     Diagnostic,
     promote_warnings,
     render_github,
@@ -228,7 +229,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.format == "github" and summary:
         with Path(summary).open("a", encoding="utf-8") as stream:
             stream.write(report.render_markdown(result))
-    return EXIT_FINDINGS if result.blocking else EXIT_OK
+    warned = any(f.severity is Severity.WARNING and not f.accepted for f in result.findings)
+    return EXIT_FINDINGS if result.blocking or (args.strict and warned) else EXIT_OK
 
 
 def cmd_rules(args: argparse.Namespace) -> int:

@@ -69,3 +69,23 @@ def test_rules_command_prints_one_rule(capsys: pytest.CaptureFixture[str]) -> No
     assert out.startswith("C113 running-experiment-traffic-changed (error)")
     assert "instead:" in out
     assert cli.main(["rules", "C999"]) == cli.EXIT_USAGE
+
+
+def test_json_format_and_strict_warnings() -> None:
+    import json
+
+    case = CASES / "check" / "C114-fires"
+    status, text = run_case(case, "json")
+    document = json.loads(text)
+    assert status == cli.EXIT_OK and document["version"] == 1
+    assert [f["code"] for f in document["findings"]] == ["C114"]
+    assert document["findings"][0]["path"] == "current/definitions/a.yaml"
+    previous = Path.cwd()
+    os.chdir(case)
+    try:
+        strict = cli.main(
+            ["check", "current/definitions", "--against", "previous/definitions", "--strict"]
+        )
+    finally:
+        os.chdir(previous)
+    assert strict == cli.EXIT_FINDINGS
