@@ -18,8 +18,8 @@ from pathlib import Path
 
 from compiler import __version__, api, check, report, rules
 from compiler.diagnostics import (
-    Severity,
     Diagnostic,
+    Severity,
     promote_warnings,
     render_github,
     render_json,
