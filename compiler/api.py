@@ -22,6 +22,7 @@ from compiler.graph import Catalog, build
 from compiler.lint import lint
 from compiler.load import Loaded, decode_source, definition_files, load_object, read_source
 from compiler.model import Project
+from compiler.owners import codeowners
 from compiler.parallel import map_files
 from compiler.schema import schemas
 from compiler.source import SourceFile
@@ -229,6 +230,7 @@ def outputs(
     document, text = _compiled(snapshot, source_commit)
     files = {"bundle.json": text}
     files["ledger.json"] = canonical_json(ledger.updated(ledger_before or ledger.empty(), document))
+    files["CODEOWNERS"] = codeowners(snapshot.by_relative, display_root(str(snapshot.root)))
     project_targets = snapshot.project.targets if snapshot.project else []
     for name in sorted({*project_targets, *targets}):
         if name not in TARGET_FILES:

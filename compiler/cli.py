@@ -27,8 +27,10 @@ from compiler.diagnostics import (
 )
 from compiler.evaluate import BundleError, Evaluator
 from compiler.files import write_outputs
+from compiler.init import init
 from compiler.previous import read_ledger
 from compiler.render_graph import render_dot, render_mermaid
+from compiler.serve import make_server
 from compiler.simulate import simulate
 from compiler.traffic import format_share
 
@@ -246,6 +248,33 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    written = init(Path(args.directory), args.action)
+    for path in written:
+        print(f"created {path}")
+    print(f"next: cd {args.directory} && expc compile && git init && git add -A")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    directory = Path(args.directory)
+    if not directory.is_dir():
+        raise api.UsageError(f"{directory}: no such directory; run 'expc compile' first")
+    try:
+        server = make_server(directory, args.host, args.port)
+    except OSError as error:
+        raise api.UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
+    host, port = server.server_address[:2]
+    print(f"serving {directory} at http://{host}:{port}/bundle.json (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="expc", description="Compile experiment definitions into a bundle SDKs evaluate."
@@ -311,6 +340,17 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("rules", help="list the safety rules, or print one")
     listing.add_argument("code", nargs="?", help="a rule code or name")
     listing.set_defaults(run=cmd_rules)
+
+    scaffold = commands.add_parser("init", help="scaffold a new configuration repository")
+    scaffold.add_argument("directory", nargs="?", default=".")
+    scaffold.add_argument("--action", help="the expc action to use (owner/repo@ref)")
+    scaffold.set_defaults(run=cmd_init)
+
+    serving = commands.add_parser("serve", help="serve generated/ over HTTP with ETags")
+    serving.add_argument("directory", nargs="?", default="generated")
+    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--host", default="127.0.0.1", help="loopback by default")
+    serving.set_defaults(run=cmd_serve)
 
     simulation = command("simulate", "evaluate synthetic users; compare shares with DESIGN §4")
     simulation.add_argument("-n", "--users", type=int, default=100_000, help="users (100,000)")
