@@ -263,8 +263,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server = make_server(directory, args.host, args.port)
     except OSError as error:
-        raise api.UsageError(f"cannot listen on {args.host}:{args.port}: {error.strerror}") from error
-    host, port = server.server_address[:2]
+        raise api.UsageError(
+            f"cannot listen on {args.host}:{args.port}: {error.strerror}"
+        ) from error
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     print(f"serving {directory} at http://{host}:{port}/bundle.json (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

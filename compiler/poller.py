@@ -55,7 +55,7 @@ class BundlePoller:
         if self.etag is not None:
             request.add_header("If-None-Match", self.etag)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 body = response.read()
                 etag = response.headers.get("ETag")
         except urllib.error.HTTPError as error:

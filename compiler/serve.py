@@ -20,7 +20,7 @@ def make_handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "expc-serve"
 
-        def do_GET(self) -> None:  # noqa: N802 - the http.server protocol
+        def do_GET(self) -> None:
             relative = self.path.split("?", 1)[0].lstrip("/") or "bundle.json"
             target = (base / relative).resolve()
             if base not in target.parents or not target.is_file():
@@ -42,7 +42,7 @@ def make_handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             if getattr(self.server, "quiet", False):
                 return
             super().log_message(format, *args)
@@ -50,5 +50,7 @@ def make_handler(root: Path) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+def make_server(
+    root: Path, host: str = "127.0.0.1", port: int = 8000
+) -> http.server.ThreadingHTTPServer:
     return http.server.ThreadingHTTPServer((host, port), make_handler(root))

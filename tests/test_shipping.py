@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import CASES, REPO
 
 from compiler import api
 from compiler.poller import BundlePoller
 from compiler.serve import make_server
-from conftest import CASES, REPO
 
 
 @pytest.fixture
@@ -28,14 +28,14 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server.quiet = True  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), int(server.server_address[1])
     yield root, f"http://{host}:{port}/bundle.json"
     server.shutdown()
     server.server_close()
 
 
 def test_server_sends_etags_and_304(served: tuple[Path, str]) -> None:
-    root, url = served
+    _root, url = served
     with urllib.request.urlopen(url) as response:
         etag = response.headers["ETag"]
         assert json.loads(response.read())["schema_version"] == "1.0"
@@ -78,7 +78,9 @@ def test_poller_swaps_good_bundles_and_keeps_the_last_good_one(
     assert first.evaluate({"user_id": "u"}, "new-search").reason == "bucketed"
 
 
-def test_poller_survives_the_server_going_away(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_poller_survives_the_server_going_away(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     poller = BundlePoller("http://127.0.0.1:9/bundle.json", interval=1, max_interval=3, timeout=2)
     with caplog.at_level(logging.WARNING, logger="expc.poller"):
         for _ in range(4):
