@@ -100,3 +100,28 @@ def test_poller_thread_starts_and_stops(served: tuple[Path, str]) -> None:
         threading.Event().wait(0.05)
     poller.stop()
     assert poller.evaluator is not None
+
+
+def test_serve_command_on_loopback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "compiler.cli", "serve", str(REPO / "generated"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("serving ") and "http://127.0.0.1:" in line
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url) as response:
+            assert response.headers["ETag"].startswith('"')
+            assert json.loads(response.read())["schema_version"] == "1.0"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
