@@ -26,6 +26,7 @@ class Finding:
     fingerprint: str
     previous_span: Span | None = None
     accepted: str | None = None  # the acknowledgement's reason
+    deleted_from: str | None = None  # for an object this change deleted: the previous side
 
     @property
     def blocking(self) -> bool:
@@ -177,10 +178,22 @@ def run(definitions: Path, against: str) -> CheckResult:
             ):
                 accepted = reason
                 used.add(index)
-        span = _span(current, key) or _span(previous, key) or Span(str(current_ledger_path))
+        current_span = _span(current, key)
         previous_span = _span(previous, key)
+        span = current_span or previous_span or Span(str(current_ledger_path))
+        deleted_from = previous.label if current_span is None and previous_span else None
         findings.append(
-            Finding(found, key, severity, change.message, span, print_, previous_span, accepted)
+            Finding(
+                found,
+                key,
+                severity,
+                change.message,
+                span,
+                print_,
+                previous_span,
+                accepted,
+                deleted_from,
+            )
         )
 
     for found, key, change in results:

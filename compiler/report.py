@@ -50,7 +50,9 @@ def render_text(result: CheckResult) -> str:
     for f in result.findings:
         accepted = " (accepted: " + f.accepted + ")" if f.accepted else ""
         lines.append(f"{f.span}: {f.severity}[{f.rule.code} {f.rule.name}] {f.message}{accepted}")
-        if f.previous_span is not None and f.previous_span != f.span:
+        if f.deleted_from is not None:
+            lines.append(f"    this file is in {f.deleted_from}; the change deletes it")
+        elif f.previous_span is not None and f.previous_span != f.span:
             lines.append(f"    previous: {f.previous_span}")
         if f.blocking:
             lines.append(f"    instead: {f.instead}")

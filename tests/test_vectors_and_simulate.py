@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -122,3 +123,16 @@ def test_eval_command_rejects_bad_users(capsys: pytest.CaptureFixture[str]) -> N
     )
     assert "USER must be a JSON object" in capsys.readouterr().err
     assert cli.main(["eval", "no-such-file.json"]) == cli.EXIT_USAGE
+
+
+def test_eval_reads_the_user_from_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    user = tmp_path / "user.json"
+    user.write_text('{"user_id": "qa-anna"}')
+    definitions = str(REPO / "definitions")
+    assert (
+        cli.main(["eval", str(user), "--definitions", definitions, "--flag", "checkout-one-page"])
+        == 0
+    )
+    assert capsys.readouterr().out.split() == ["checkout-one-page", "one-page", "override"]
