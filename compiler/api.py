@@ -120,13 +120,13 @@ def load_snapshot(
     prefix = _display_prefix(root, display_root)
     listed = [(path, relative, prefix + relative) for path, relative in definition_files(root)]
     if reuse is not None:
-        blobs = []
+        blobs, unreadable = [], []
         for path, relative, display in listed:
             try:
                 blobs.append((relative, display, path.read_bytes()))
             except OSError:
-                blobs.append((relative, display, b"\xff"))  # parsed below: reported
-        return load_snapshot_from_blobs(root, blobs, reuse)
+                unreadable.append(_load_one((path, relative, display)))  # says why
+        return load_snapshot_from_blobs(root, blobs, reuse, unreadable)
     snapshot = Snapshot(root)
     with collection_paused():
         _collect(snapshot, map_files(_load_one, listed))
@@ -134,12 +134,16 @@ def load_snapshot(
 
 
 def load_snapshot_from_blobs(
-    root: Path, files: Sequence[tuple[str, str, bytes]], reuse: Snapshot | None = None
+    root: Path,
+    files: Sequence[tuple[str, str, bytes]],
+    reuse: Snapshot | None = None,
+    failed: Sequence[Outcome] = (),
 ) -> Snapshot:
     """The same as `load_snapshot`, for files already in memory (read from git):
-    (path relative to the definitions directory, path to show, content)."""
+    (path relative to the definitions directory, path to show, content). `failed`
+    holds the outcomes of files that could not be read."""
     snapshot = Snapshot(root)
-    reused: list[Outcome] = []
+    reused: list[Outcome] = list(failed)
     to_parse = []
     for relative, display, raw in files:
         earlier = reuse.by_relative.get(relative) if reuse is not None else None
