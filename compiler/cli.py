@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from compiler import __version__, api, check, report, rules
+from compiler import __version__, api
 from compiler.diagnostics import (
     Diagnostic,
     Severity,
@@ -27,12 +27,12 @@ from compiler.diagnostics import (
 )
 from compiler.evaluate import BundleError, Evaluator
 from compiler.files import write_outputs
-from compiler.init import init
 from compiler.previous import read_ledger
 from compiler.render_graph import render_dot, render_mermaid
-from compiler.serve import make_server
-from compiler.simulate import simulate
 from compiler.traffic import format_share
+
+# Modules only one command needs (the check and its jinja2 reports, init, serve,
+# simulate) are imported inside that command: `validate` starts faster without them.
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -190,6 +190,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from compiler.simulate import simulate
+
     snapshot = _valid_snapshot(args)
     assert snapshot.catalog is not None
     if args.users < 1:
@@ -212,21 +214,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if run.ok else EXIT_FINDINGS
 
 
-CHECK_RENDERERS = {
-    "text": report.render_text,
-    "json": report.render_json,
-    "github": report.render_github,
-    "markdown": report.render_markdown,
-}
+CHECK_FORMATS = ["github", "json", "markdown", "text"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from compiler import check, report
+
+    renderers = {
+        "text": report.render_text,
+        "json": report.render_json,
+        "github": report.render_github,
+        "markdown": report.render_markdown,
+    }
     try:
         result = check.run(Path(args.definitions), args.against)
     except check.InvalidDefinitionsError as invalid:
         _report(invalid.snapshot.diagnostics, "text")
         raise _DefinitionsError from None
-    sys.stdout.write(CHECK_RENDERERS[args.format](result))
+    sys.stdout.write(renderers[args.format](result))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if args.format == "github" and summary:
         with Path(summary).open("a", encoding="utf-8") as stream:
@@ -236,6 +241,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
+    from compiler import rules
+
     if args.code:
         found = rules.find(args.code)
         if found is None:
@@ -249,6 +256,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from compiler.init import init
+
     written = init(Path(args.directory), args.action)
     for path in written:
         print(f"created {path}")
@@ -257,6 +266,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from compiler.serve import make_server
+
     directory = Path(args.directory)
     if not directory.is_dir():
         raise api.UsageError(f"{directory}: no such directory; run 'expc compile' first")
@@ -336,7 +347,7 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument(
         "--against", required=True, help="a git revision, a definitions directory, or a bundle file"
     )
-    checking.add_argument("--format", choices=sorted(CHECK_RENDERERS), default="text")
+    checking.add_argument("--format", choices=CHECK_FORMATS, default="text")
     checking.set_defaults(run=cmd_check)
 
     listing = commands.add_parser("rules", help="list the safety rules, or print one")
