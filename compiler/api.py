@@ -50,6 +50,9 @@ class Snapshot:
     catalog: Catalog | None = None
     # path below the definitions directory -> its object, to reuse unchanged files
     by_relative: dict[str, Loaded] = field(default_factory=dict)
+    # keys (file names) of files that failed to load: their own errors say why, so
+    # references to them are not reported again as unknown
+    invalid_keys: set[str] = field(default_factory=set)
 
     @property
     def project(self) -> Project | None:
@@ -159,7 +162,7 @@ def load_snapshot_from_blobs(
 
 
 def _link(snapshot: Snapshot) -> Snapshot:
-    catalog, problems = build(snapshot.objects)
+    catalog, problems = build(snapshot.objects, snapshot.invalid_keys)
     snapshot.diagnostics.extend(problems)
     snapshot.catalog = catalog
     if not snapshot.has_errors:
@@ -185,6 +188,7 @@ def _collect(snapshot: Snapshot, results: Iterable[Outcome]) -> None:
     for relative, loaded, problems in sorted(results, key=lambda outcome: outcome[0]):
         snapshot.diagnostics.extend(problems)
         if loaded is None:
+            snapshot.invalid_keys.add(relative.rsplit("/", 1)[-1].removesuffix(".yaml"))
             continue
         snapshot.by_relative[relative] = loaded
         key = loaded.definition.key

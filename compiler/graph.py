@@ -140,8 +140,13 @@ def references(owner: Loaded) -> Iterator[Reference]:
         yield from _condition_references(owner, definition.match, ("match",))
 
 
-def build(objects: dict[str, Loaded]) -> tuple[Catalog, list[Diagnostic]]:
-    """Link references, record the group structure and report what cannot be linked."""
+def build(
+    objects: dict[str, Loaded], invalid: set[str] | frozenset[str] = frozenset()
+) -> tuple[Catalog, list[Diagnostic]]:
+    """Link references, record the group structure and report what cannot be linked.
+
+    References to `invalid` keys (files that failed to load, with errors of their own)
+    are skipped rather than reported as unknown."""
     catalog = Catalog(objects)
     diagnostics: list[Diagnostic] = []
     for key in sorted(objects):
@@ -154,6 +159,8 @@ def build(objects: dict[str, Loaded]) -> tuple[Catalog, list[Diagnostic]]:
     for key in sorted(objects):
         for reference in references(objects[key]):
             target = objects.get(reference.target)
+            if target is None and reference.target in invalid:
+                continue
             if target is None:
                 candidates = [k for kind in reference.kinds for k in keys_by_kind.get(kind, [])]
                 diagnostics.append(
