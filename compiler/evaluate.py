@@ -147,7 +147,9 @@ class PreparedFlag:
     def explain(self, value: str, earlier: Mapping[str, Result], result: Result) -> list[Step]:
         """The numbers behind a result, for people; evaluation itself never calls this."""
         steps = []
-        for flag, allowed, _failed in self.requires:
+        # Requirements are consulted only after overrides, and only for flags that serve.
+        consulted = self.requires if result.reason not in ("override", "not-running") else []
+        for flag, allowed, _failed in consulted:
             got = earlier[flag].variant if flag in earlier else None
             wanted = sorted({str(r.variant) for r in allowed})
             steps.append(Step(self.key, "requires", f"{flag} gave {got}, needs one of {wanted}"))
