@@ -120,20 +120,30 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-_GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
+GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
+
+
+def github_annotation(level: str, span: Span, title: str, body: str) -> str:
+    """One workflow-command annotation, every part escaped (`validate` and `check`)."""
+    properties = ",".join(
+        [
+            f"file={_escape_property(span.path)}",
+            f"line={span.line}",
+            f"col={span.column}",
+            f"title={_escape_property(title)}",
+        ]
+    )
+    return f"::{level} {properties}::{_escape_data(body)}"
 
 
 def render_github(diagnostics: Sequence[Diagnostic]) -> str:
-    lines = []
-    for d in diagnostics:
-        properties = ",".join(
-            [
-                f"file={_escape_property(d.span.path)}",
-                f"line={d.span.line}",
-                f"col={d.span.column}",
-                f"title={_escape_property(f'{d.code.id} {d.code.name}')}",
-            ]
+    lines = [
+        github_annotation(
+            GITHUB_LEVEL[d.severity],
+            d.span,
+            f"{d.code.id} {d.code.name}",
+            "\n".join([d.message, *d.notes]),
         )
-        body = "\n".join([d.message, *d.notes])
-        lines.append(f"::{_GITHUB_LEVEL[d.severity]} {properties}::{_escape_data(body)}")
+        for d in diagnostics
+    ]
     return "\n".join(lines) + ("\n" if lines else "")

@@ -14,7 +14,7 @@ from typing import Any
 import jinja2
 
 from compiler.check import CheckResult, Finding, as_json
-from compiler.diagnostics import Severity
+from compiler.diagnostics import GITHUB_LEVEL, github_annotation
 from compiler.views import percent, range_share
 
 MARKER = "<!-- expc-check-report -->"
@@ -71,35 +71,21 @@ def render_json(result: CheckResult) -> str:
     return json.dumps(as_json(result), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def render_github(result: CheckResult) -> str:
     """Workflow-command annotations, at most ten per severity, the rest summarised."""
     lines = []
     shown: dict[str, int] = {}
     hidden: dict[str, int] = {}
     for f in result.findings:
-        level = {Severity.ERROR: "error", Severity.WARNING: "warning"}.get(f.severity, "notice")
-        if f.accepted:
-            level = "notice"
+        level = "notice" if f.accepted else GITHUB_LEVEL[f.severity]
         if shown.get(level, 0) >= ANNOTATIONS_PER_SEVERITY:
             hidden[level] = hidden.get(level, 0) + 1
             continue
         shown[level] = shown.get(level, 0) + 1
-        title = _escape_property(f"{f.rule.code} {f.rule.name}")
         body = f.message + (
             "\nAccepted: " + f.accepted if f.accepted else f"\nInstead: {f.instead}"
         )
-        lines.append(
-            f"::{level} file={_escape_property(f.span.path)},line={f.span.line},"
-            f"col={f.span.column},title={title}::{_escape_data(body)}"
-        )
+        lines.append(github_annotation(level, f.span, f"{f.rule.code} {f.rule.name}", body))
     for level, count in sorted(hidden.items()):
         lines.append(f"::{level}::{count} more {level} finding(s) not annotated; see the summary")
     return "\n".join(lines) + ("\n" if lines else "")
