@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from compiler.bucketing import POINTS, basis_points, boundary, ranges
-from compiler.bundle import content_id
 from compiler.bundle_types import SCHEMA_VERSION, Flag
+from compiler.evaluate import content_id_of
 
 HOLDOUT = "global-holdout"
 GROUP = "main-group"
@@ -49,8 +49,6 @@ def scenario_bundle() -> dict[str, Any]:
         ]
         variants = list(zip(["control", "treatment"], ranges([5000, 5000]), strict=True))
         flags.append(_flag(f"experiment-{index + 1}", "experiment", variants, requires))
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "release": {"content_id": content_id(SCHEMA_VERSION, flags), "compiler_version": "bench"},
-        "flags": flags,
-    }
+    bundle: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "flags": flags}
+    bundle["release"] = {"content_id": content_id_of(bundle), "compiler_version": "bench"}
+    return bundle

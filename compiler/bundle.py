@@ -50,15 +50,9 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def content_id(schema_version: str, flags: Sequence[Flag]) -> str:
-    """sha256 of the compact canonical JSON of `{"flags": [...], "schema_version": ...}`,
-    the part an SDK evaluates; an SDK recomputes it the same way to verify a bundle."""
-    return _content_id(schema_version, [compact_json(flag) for flag in flags])
-
-
 def _content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
-    # The same bytes as compact_json({"flags": flags, "schema_version": ...}), built
-    # from the flags' texts, which the bundle file reuses.
+    # `evaluate.content_id_of` defines the content id (SDKs recompute it); this builds
+    # the same bytes from the flags' texts, which the bundle file reuses.
     body = f'{{"flags":[{",".join(flag_texts)}],"schema_version":{compact_json(schema_version)}}}'
     return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
 

@@ -150,7 +150,7 @@ def _evaluator(args: argparse.Namespace) -> Evaluator:
             return Evaluator.load(args.bundle)
         except BundleError as error:
             raise api.UsageError(f"{args.bundle}: {error}") from error
-    return Evaluator(api.bundle(_valid_snapshot(args)))
+    return Evaluator.from_compiled(api.bundle(_valid_snapshot(args)))
 
 
 def _user(text: str) -> dict[str, object]:

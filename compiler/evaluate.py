@@ -275,11 +275,19 @@ class Evaluator:
     def load(cls, path: str | Path) -> Evaluator:
         return cls(Path(path))
 
+    @classmethod
+    def from_compiled(cls, bundle: Mapping[str, Any]) -> Evaluator:
+        """An evaluator for a bundle this process just compiled (vectors, simulate, eval):
+        nothing to verify, so its content is not hashed a second time."""
+        evaluator = cls.__new__(cls)
+        evaluator._program = cls._prepare(bundle, verify=False)
+        return evaluator
+
     @staticmethod
-    def _prepare(bundle: Mapping[str, Any] | bytes | str | Path) -> _Program:
-        document = parse_bundle(bundle)
+    def _prepare(bundle: Mapping[str, Any] | bytes | str | Path, verify: bool = True) -> _Program:
+        document = parse_bundle(bundle) if verify else bundle
         try:
-            return _Program(document)
+            return _Program(document)  # type: ignore[arg-type]
         except (KeyError, TypeError, IndexError, ValueError) as error:
             raise BundleError(f"the bundle is malformed: {error!r}") from error
 

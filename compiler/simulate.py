@@ -73,10 +73,7 @@ class Simulation:
 
 def _without_targeting(bundle: Bundle) -> dict[str, Any]:
     flags = [{**flag, "targeting": None} for flag in bundle["flags"]]
-    from compiler.bundle import content_id
-
-    release = {**bundle["release"], "content_id": content_id(bundle["schema_version"], flags)}  # type: ignore[arg-type]
-    return {"schema_version": bundle["schema_version"], "release": release, "flags": flags}
+    return {**bundle, "flags": flags}
 
 
 def _experiments_below(catalog: Catalog, group: str) -> set[str]:
@@ -84,7 +81,7 @@ def _experiments_below(catalog: Catalog, group: str) -> set[str]:
 
 
 def simulate(catalog: Catalog, bundle: Bundle, users: int) -> Simulation:
-    evaluator = Evaluator(_without_targeting(bundle))
+    evaluator = Evaluator.from_compiled(_without_targeting(bundle))
     attributes = sorted({flag["bucketing"]["by"] for flag in bundle["flags"]})
     serving = {f["key"] for f in bundle["flags"] if f["kind"] == "experiment" and f["serving"]}
     counts: Counter[tuple[str, str | None]] = Counter()

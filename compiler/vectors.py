@@ -118,7 +118,7 @@ def _user(bys: list[str], value: str, attributes: Mapping[str, Any]) -> dict[str
 
 
 def build_vectors(bundle: Bundle) -> dict[str, Any]:
-    evaluator = Evaluator(bundle)
+    evaluator = Evaluator.from_compiled(bundle)
     bys = sorted({flag["bucketing"]["by"] for flag in bundle["flags"]})
     vectors: list[dict[str, Any]] = []
     for flag in _sample(bundle["flags"]):
