@@ -134,7 +134,7 @@ def _acknowledgements(side: Side) -> list[tuple[str, str, str, str]]:
 
 
 def run(definitions: Path, against: str) -> CheckResult:
-    snapshot = api.load_snapshot(definitions, _display(definitions))
+    snapshot = api.load_snapshot(definitions, api.display_root(str(definitions)))
     if snapshot.has_errors:
         raise InvalidDefinitionsError(snapshot)
     current_ledger_path = definitions.parent / "generated" / LEDGER_NAME
@@ -207,10 +207,6 @@ def run(definitions: Path, against: str) -> CheckResult:
         record(found, key, change)
     findings.sort(key=lambda f: (f.span.path, f.span.line, f.rule.code, f.message))
     return CheckResult(previous, current, findings, before, after)
-
-
-def _display(definitions: Path) -> str:
-    return api.display_root(str(definitions))
 
 
 class InvalidDefinitionsError(Exception):

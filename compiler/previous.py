@@ -16,6 +16,7 @@ from typing import Any
 
 from compiler import api
 from compiler.bundle_types import Bundle
+from compiler.evaluate import BundleError, parse_bundle
 
 LEDGER_NAME = "ledger.json"
 
@@ -137,8 +138,6 @@ def from_directory(definitions: Path, reuse: api.Snapshot | None = None) -> Side
 
 
 def from_bundle_file(path: Path) -> Side:
-    from compiler.evaluate import BundleError, parse_bundle
-
     try:
         document = parse_bundle(path)
     except BundleError as error:

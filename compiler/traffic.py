@@ -24,16 +24,13 @@ def share_leading_to(catalog: Catalog, group_key: str, experiment_key: str) -> F
     """The share of a group's traffic whose slot leads to the experiment."""
     group = catalog.objects[group_key].definition
     assert isinstance(group, Mutex)
+    above = catalog.groups_above(experiment_key)
     total = Fraction(0)
     for slot, share in zip(group.slots, slot_shares(group), strict=True):
         if slot.experiment == experiment_key:
             total += Fraction(share, FULL)
-        elif slot.group is not None and slot.group in catalog.objects:
-            inner = catalog.groups_above(experiment_key)
-            if slot.group in inner:
-                total += Fraction(share, FULL) * share_leading_to(
-                    catalog, slot.group, experiment_key
-                )
+        elif slot.group is not None and slot.group in above:
+            total += Fraction(share, FULL) * share_leading_to(catalog, slot.group, experiment_key)
     return total
 
 
