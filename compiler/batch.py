@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from compiler.bucketing import utf8
+from compiler.conditions import well_formed
 from compiler.evaluate import (
     NO_BUCKETING_VALUE,
     NOT_RUNNING,
@@ -53,7 +55,12 @@ def _fmix(h: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
 
 
 class _Ids:
-    """User ids as a zero-padded byte matrix, hashed against many salts."""
+    """User ids as a zero-padded byte matrix, hashed against many salts.
+
+    `ids` are the ids as the scalar evaluator reads them: well-formed text (`as_text`),
+    so that a lone surrogate hashes as U+FFFD and a split pair as its character, and
+    the override lookups see the same text. ASCII ids, the usual case, are kept as given.
+    """
 
     def __init__(self, ids: Sequence[str]) -> None:
         self.count = len(ids)
@@ -61,7 +68,10 @@ class _Ids:
         if joined.isascii():
             lengths = np.fromiter(map(len, ids), dtype=np.int64, count=self.count)
         else:
+            ids = [well_formed(i) for i in ids]
+            joined = "".join(ids)
             lengths = np.fromiter((len(i.encode()) for i in ids), dtype=np.int64, count=self.count)
+        self.ids = ids
         self.lengths = lengths
         self._cache: dict[int, npt.NDArray[np.uint32]] = {}
         buffer = np.frombuffer(joined.encode("utf-8"), dtype=np.uint8)
@@ -85,7 +95,7 @@ class _Ids:
 
     def murmur3(self, salt_and_slash: str, rows: npt.NDArray[np.intp]) -> npt.NDArray[np.uint32]:
         """murmur3_x86_32(salt + "/" + id) for the users at `rows`."""
-        prefix = salt_and_slash.encode("utf-8")
+        prefix = utf8(salt_and_slash)
         aligned = len(prefix) - len(prefix) % 4
         head = prefix[aligned:]
         words = self._words(len(head))[rows]
@@ -186,6 +196,7 @@ def assign(evaluator: Evaluator, ids: Sequence[str]) -> Assignment:
     flags = evaluator.prepared_flags
     bys = sorted({flag.by for flag in flags})
     hashed = _Ids(ids)
+    ids = hashed.ids
     # Rows of the users some flag overrides by id: one pass over the ids for all flags.
     overridden = {user for flag in flags for user in flag.user_overrides}
     named: dict[str, list[int]] = {}

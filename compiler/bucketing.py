@@ -1,12 +1,14 @@
 """DESIGN §3, normative: every SDK must match this bit for bit.
 
     h     = murmur3_x86_32(utf8(salt + "/" + value), seed 0), unsigned
+    utf8  = UTF-8 as JavaScript's TextEncoder writes it: a lone surrogate is U+FFFD
     alloc = h % 100
     point = h // 100                      (0 .. 42949672)
     B(c)  = c * 42949673 // 10000         (c: cumulative basis points)
 
 Shares are integers in basis points (percent x 100), so no float ever decides a range.
-This module imports only the standard library and mmh3: the evaluator uses it too.
+This module imports only the standard library, mmh3 and `compiler.conditions` (standard
+library only): the evaluator uses it too.
 """
 
 from __future__ import annotations
@@ -16,12 +18,23 @@ from decimal import Decimal
 
 import mmh3
 
+from compiler.conditions import well_formed
+
 POINTS = 42_949_673  # number of distinct points: 0 .. 42949672
 FULL = 10_000  # 100 % in basis points
 
 
+def utf8(text: str) -> bytes:
+    """The bytes every SDK hashes for `text`: its UTF-8 after `well_formed` (a lone
+    surrogate, which has no UTF-8, becomes U+FFFD, and a split pair its character)."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return well_formed(text).encode("utf-8")
+
+
 def hash_value(salt: str, value: str) -> int:
-    return int(mmh3.hash((salt + "/" + value).encode("utf-8"), 0, signed=False))
+    return int(mmh3.hash(utf8(salt + "/" + value), 0, signed=False))
 
 
 def alloc(h: int) -> int:

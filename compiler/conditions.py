@@ -8,47 +8,112 @@ as text, except by the number and version operators. A value of an unexpected ty
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 Predicate = Callable[[Mapping[str, Any]], bool]
-_VERSION = re.compile(r"^v?(\d+)(?:\.(\d+))?(?:\.(\d+))?(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
+# The number and version grammars (docs/bundle.md), matched against the whole text.
+# ASCII digits only: `\d` would also take other scripts' digits.
+_NUMBER = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
+_VERSION = re.compile(r"([0-9]+)\.([0-9]+)(?:\.([0-9]+)(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?)?")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# An integer of more than this many decimal digits has no text (docs/bundle.md). Python's
+# default int-to-text limit, fixed here so that no interpreter setting changes a result.
+MAX_DIGITS = 4300
+_MAX_BITS = 14_285  # 10**4300 < 2**14285: longer integers have more than MAX_DIGITS digits
+
+
+def well_formed(text: str) -> str:
+    """`text` as a JavaScript string would hold it after `toWellFormed()`.
+
+    A Python str can hold surrogate code points (JSON's "\\ud800" decodes to one). A high
+    surrogate followed by a low one is the character the pair encodes in UTF-16; any
+    other surrogate becomes U+FFFD. So the UTF-8 of the result is what JavaScript's
+    TextEncoder makes of the same UTF-16, which every SDK hashes (docs/bundle.md).
+    Costs one flag test for ASCII text and one scan for other text without surrogates.
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 def as_text(value: Any) -> str | None:
-    """The text of a user attribute, or None when it has none."""
+    """The text of a user attribute, or None when it has none (docs/bundle.md).
+
+    Text is made well-formed; booleans are `true` / `false`; integers and finite floats
+    and decimals are their decimal text, except integers longer than `MAX_DIGITS`;
+    NaN, infinities, bytes, containers and anything else have none. Subclasses are read
+    as their base type, so their overridden methods are never called. May raise on a
+    hostile object (its `__class__` raising); the evaluator catches that.
+    """
+    if type(value) is str:
+        return value if value.isascii() else well_formed(value)
     if isinstance(value, str):
-        return value
+        return well_formed(str.__str__(value))
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
-        return str(value)
+    if isinstance(value, int):
+        return _integer_text(value)
+    if isinstance(value, float):
+        return float.__repr__(value) if math.isfinite(value) else None
+    if isinstance(value, Decimal):
+        return Decimal.__str__(value) if Decimal.is_finite(value) else None
     return None
 
 
-def as_number(value: Any) -> Decimal | None:
-    if isinstance(value, bool) or value is None:
+def _integer_text(value: int) -> str | None:
+    bits = int.bit_length(value)
+    if bits <= 2_100:  # at most 633 digits: within any limit the interpreter may set
+        return int.__repr__(value)
+    if bits > _MAX_BITS:
         return None
-    try:
-        number = Decimal(value) if isinstance(value, int | str) else Decimal(str(value))
-    except (InvalidOperation, ValueError):
+    # Through Decimal: independent of the interpreter's int-to-text limit.
+    text = Decimal(int.__int__(value)).__str__()
+    return text if len(text) - (text[0] == "-") <= MAX_DIGITS else None
+
+
+def as_number(value: Any) -> float | None:
+    """A number attribute as an IEEE 754 double, or None when it is not a number.
+
+    A number is a value whose text (`as_text`) is a plain decimal: `-?` digits, an
+    optional fraction and an optional exponent. `6 days`, `0x5`, `-inf`, ` 5`, `5\\n`,
+    `+5`, `.5` and booleans are not numbers. The text is rounded to the nearest double,
+    as JSON parsers and every Amplitude SDK do, so that all SDKs compare alike.
+    """
+    if isinstance(value, bool):
         return None
-    return number if number.is_finite() else None
+    text = as_text(value)
+    if text is None or _NUMBER.fullmatch(text) is None:
+        return None
+    return float(text)
 
 
 def as_version(value: Any) -> tuple[int, int, int, int, tuple[Any, ...]] | None:
-    """A semantic version as a sortable tuple; a release sorts after its prereleases."""
+    """A version attribute as a sortable tuple, or None when it is not a version.
+
+    A version is `MAJOR.MINOR[.PATCH[-PRERELEASE]]` (ASCII digits; prerelease
+    identifiers of `[0-9A-Za-z-]` separated by dots), the whole text: `10`, `v5.2.0`,
+    `5.x`, `5.2.0.1` and `5.2.0+build` are not versions. Prereleases sort before their
+    release and among themselves as semantic versioning says.
+    """
     text = as_text(value)
-    match = _VERSION.match(text) if text is not None else None
+    match = _VERSION.fullmatch(text) if text is not None else None
     if match is None:
         return None
     major, minor, patch, prerelease = match.groups()
-    if prerelease is None:
-        return (int(major), int(minor or 0), int(patch or 0), 1, ())
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in prerelease.split("."))
-    return (int(major), int(minor or 0), int(patch or 0), 0, parts)
+    try:
+        release = (int(major), int(minor), int(patch or 0))
+        if prerelease is None:
+            return (*release, 1, ())
+        parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in prerelease.split("."))
+    except ValueError:  # more digits than int() reads: not a version anyone ships
+        return None
+    return (*release, 0, parts)
 
 
 def _text_test(op: str, values: list[str]) -> Callable[[str], bool]:
@@ -120,9 +185,11 @@ def _ordered(attribute: str, op: str, bound_text: str) -> Predicate:
     parse: Callable[[Any], Any] = as_version if op.startswith("version_") else as_number
     compare = _COMPARE[op.removeprefix("version_")]
     bound = parse(bound_text)
+    if bound is None:
+        return lambda user: False
 
     def holds(user: Mapping[str, Any]) -> bool:
         value = parse(user.get(attribute))
-        return value is not None and bound is not None and compare(value, bound)
+        return value is not None and compare(value, bound)
 
     return holds

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import mmh3
 
+from compiler.bucketing import utf8
+
 _MASK = 0xFFFFFFFF
 _C1, _C2 = 0xCC9E2D51, 0x1B873593
 _C1_INVERSE, _C2_INVERSE = pow(_C1, -1, 2**32), pow(_C2, -1, 2**32)
@@ -67,7 +69,7 @@ def _fillers(prefix_length: int, stem: str) -> Iterator[str]:
 
 def value_hashing_to(salt: str, targets: list[int], stem: str, limit: int = 20_000) -> str | None:
     """A printable value v with murmur3(salt + "/" + v) in `targets`, or None."""
-    prefix = (salt + "/").encode("utf-8")
+    prefix = utf8(salt + "/")
     unfinalised = [_unfinalise(target) for target in targets]
     tried = 0
     for filler in _fillers(len(prefix), stem):
@@ -89,7 +91,7 @@ def value_hashing_to(salt: str, targets: list[int], stem: str, limit: int = 20_0
                 and raw[3] in _ALLOWED
             ):
                 value = filler + raw.decode("ascii")
-                assert mmh3.hash(salt + "/" + value, 0, False) == target
+                assert mmh3.hash(prefix + value.encode("ascii"), 0, False) == target
                 return value
             tried += 1
             if tried >= limit:

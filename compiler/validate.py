@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from decimal import Decimal
 
 from compiler import codes
 from compiler.bucketing import FULL, basis_points, fill_shares
+from compiler.conditions import as_version
 from compiler.diagnostics import Diagnostic, make
 from compiler.load import Loaded, did_you_mean
 from compiler.model import (
@@ -28,7 +30,6 @@ VALUELESS_OPS = {"exists", "not_exists"}
 NUMBER_OPS = {"lt", "lte", "gt", "gte"}
 VERSION_OPS = {"version_lt", "version_lte", "version_gt", "version_gte"}
 SINGLE_VALUE_OPS = NUMBER_OPS | VERSION_OPS | {"is", "is_not"}
-VERSION = re.compile(r"^v?\d+(\.\d+){0,2}([-+][0-9A-Za-z.+-]*)?$")
 
 
 def variant_shares(experiment: Experiment) -> list[int]:
@@ -232,8 +233,14 @@ def condition_problem(condition: Condition) -> str | None:
         return f"'{op}' takes exactly one value; use 'in' or 'not_in' for several"
     if op in NUMBER_OPS and not all(_is_number(v) for v in values):
         return f"'{op}' compares numbers; {values[0]!r} is not a number"
-    if op in VERSION_OPS and not all(VERSION.match(str(v)) for v in values):
-        return f"'{op}' compares versions like 1.2.3; {values[0]!r} is not one"
+    if op in VERSION_OPS:
+        for value in values:
+            text = format(value, "f") if isinstance(value, Decimal) else str(value)
+            if as_version(text) is None:
+                return (
+                    f"'{op}' compares versions MAJOR.MINOR[.PATCH] like 5.2.0; {text!r} is not "
+                    "one (write 10 as 10.0; no 'v' prefix, no '+build')"
+                )
     if op == "matches":
         return _regex_problem([str(v) for v in values])
     return None

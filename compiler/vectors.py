@@ -5,7 +5,8 @@ users whose alloc sits exactly on each side of the traffic limit, and a few ordi
 users, each with the variant and reason this package's evaluator gives. Boundary users
 are built with `preimage`, and retried until the holdouts and groups in front of the
 flag let them through, so that the boundary is really exercised. Attributes that the
-flag's targeting asks for are filled in where a simple value satisfies it.
+flag's targeting asks for are filled in where a simple value satisfies it. Ids with
+lone and paired UTF-16 surrogates pin down the text rule of the hash.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ FLAG_LIMIT = 100
 ATTEMPTS = 40
 REACHED = {"bucketed", "traffic", "unallocated"}
 ORDINARY_USERS = 3
+# Ids holding UTF-16 surrogates, for every flag that hashes: an SDK must hash what
+# JavaScript's TextEncoder makes of them (docs/bundle.md). The file writes them as JSON
+# \u escapes; a JSON decoder joins an escaped pair into its character.
+SURROGATES = (
+    ("a lone high surrogate (hashed as U+FFFD)", "\ud83d"),
+    ("a lone low surrogate (hashed as U+FFFD)", "\ude00"),
+    ("a surrogate pair written as two escapes (hashed as U+1F600)", "\ud83d\ude00"),
+    ("a low surrogate before a high one (hashed as two U+FFFD)", "\ude00\ud83d"),
+)
 
 
 def satisfying(condition: Mapping[str, Any] | None, by: str) -> dict[str, Any]:
@@ -141,6 +151,10 @@ def build_vectors(bundle: Bundle) -> dict[str, Any]:
         for index in range(ORDINARY_USERS):
             user = _user(bys, f"user-{key}-{index}", attributes)
             vectors.append(_vector(evaluator, flag, user, "an ordinary user"))
+        if bucketed:
+            for what, text in SURROGATES:
+                user = _user(bys, f"user-{key}-{text}-0", attributes)
+                vectors.append(_vector(evaluator, flag, user, f"an id with {what}"))
     return {
         "version": VECTORS_VERSION,
         "bundle_content_id": bundle["release"]["content_id"],

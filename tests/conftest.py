@@ -36,7 +36,7 @@ settings.load_profile("ci")
 def fuzz_examples(in_ci: int) -> int:
     """How many examples a fuzz test runs: `in_ci` by default (sized so that all fuzz
     tests together take about a minute), the long profile's count when it is loaded."""
-    loaded = settings.default.max_examples
+    loaded = settings().max_examples
     return loaded if loaded > settings.get_profile("ci").max_examples else in_ci
 
 

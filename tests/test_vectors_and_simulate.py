@@ -6,11 +6,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import mmh3
 import pytest
 from conftest import REPO
 
 from compiler import api, cli
 from compiler.bucketing import POINTS, alloc, hash_value, point
+from compiler.bundle import vectors_json
 from compiler.evaluate import Evaluator
 from compiler.simulate import simulate
 
@@ -52,11 +54,38 @@ def test_boundary_users_sit_exactly_on_the_boundaries() -> None:
 
 
 def test_boundary_users_reach_the_bucketing_step() -> None:
-    on_boundaries = [v for v in VECTORS["vectors"] if v["why"] != "an ordinary user"]
+    on_boundaries = [v for v in VECTORS["vectors"] if not v["why"].startswith("an ")]
     reached = [v for v in on_boundaries if v["reason"] in ("bucketed", "traffic", "unallocated")]
     assert len(reached) == len(on_boundaries)
     traffic = [v for v in on_boundaries if "traffic" in v["why"]]
     assert {v["reason"] for v in traffic} == {"bucketed", "traffic"}
+
+
+def test_vectors_pin_down_the_hash_of_ids_with_surrogates() -> None:
+    raw = (REPO / "generated" / "vectors.json").read_bytes()
+    raw.decode("utf-8")  # valid UTF-8: surrogates are written as JSON escapes
+    assert b"\\ud83d" in raw and b"\\ude00" in raw
+    surrogates = [v for v in VECTORS["vectors"] if v["why"].startswith("an id with")]
+    hashed = {flag["key"] for flag in BUNDLE["flags"] if flag["serving"] and not flag["rollout"]}
+    assert {v["flag"] for v in surrogates} == hashed
+    for vector in surrogates:
+        flag = next(f for f in BUNDLE["flags"] if f["key"] == vector["flag"])
+        user_id = vector["user"][flag["bucketing"]["by"]]
+        # What JavaScript's TextEncoder writes: U+FFFD for every lone surrogate.
+        replaced = user_id.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+        encoded = (flag["bucketing"]["salt"] + "/" + replaced).encode("utf-8")
+        assert vector["hash"] == mmh3.hash(encoded, 0, False)
+    lone = [v for v in surrogates if "lone" in v["why"]]
+    assert lone and all(any(0xD800 <= ord(c) <= 0xDFFF for c in v["user"]["user_id"]) for v in lone)
+
+
+def test_vectors_file_writes_surrogates_as_escapes() -> None:
+    document = {"version": 1, "vectors": [{"user": {"user_id": "a\ud800\ud83d\ude00é"}}]}
+    text = vectors_json(document)
+    assert "\\ud800\\ud83d\\ude00é" in text
+    text.encode("utf-8")
+    # A JSON decoder gives the lone surrogate back, and joins the escaped pair.
+    assert json.loads(text)["vectors"][0]["user"]["user_id"] == "a\ud800\U0001f600é"
 
 
 def test_simulation_reproduces_the_design_examples(capsys: pytest.CaptureFixture[str]) -> None:
