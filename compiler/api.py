@@ -12,22 +12,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
 
 from compiler import codes, ledger
 from compiler.bundle import build_bundle, canonical_json, vectors_json
 from compiler.bundle_types import Bundle
 from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
-from compiler.graph import Catalog, build
+from compiler.files import changed_files
+from compiler.graph import Catalog, Reference, build
 from compiler.lint import lint
-from compiler.load import Loaded, decode_source, definition_files, load_object, read_source
+from compiler.load import (
+    Loaded,
+    decode_source,
+    definition_files,
+    key_of,
+    load_object,
+    read_raw,
+    read_source,
+    refuse_name,
+)
 from compiler.model import Project
 from compiler.owners import codeowners
 from compiler.parallel import map_files
 from compiler.schema import schemas
 from compiler.source import SourceFile
 from compiler.targets import TARGET_FILES, builder
-from compiler.traffic import effective_traffic
+from compiler.traffic import TrafficRow, effective_traffic, traffic_rows
 from compiler.validate import check_object
 from compiler.vectors import build_vectors
 
@@ -74,6 +83,37 @@ class Snapshot:
         return any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
+def output_root(definitions: Path) -> Path:
+    """The folder that holds the definitions folder: `generated/` is written beside it,
+    wherever expc is run from."""
+    return definitions.resolve().parent
+
+
+def default_out_dir(definitions: Path) -> Path:
+    return output_root(definitions) / "generated"
+
+
+def ledger_path(definitions: Path) -> Path:
+    """Where the ledger of a definitions folder lives (`generated/ledger.json`)."""
+    return default_out_dir(definitions) / ledger.LEDGER_NAME
+
+
+def ledger_path_in_repository(definitions: Path, top: Path) -> str:
+    """The ledger's path relative to the repository root `top`, as git names it."""
+    return ledger_path(definitions).relative_to(top.resolve()).as_posix()
+
+
+def repository_root(definitions: Path) -> Path:
+    """The nearest folder above the definitions that holds `.git`, else the folder that
+    holds the definitions: paths written into outputs (CODEOWNERS) are relative to it,
+    so they do not depend on where expc is run from."""
+    resolved = definitions.resolve()
+    for folder in resolved.parents:
+        if (folder / ".git").exists():
+            return folder
+    return resolved.parent
+
+
 def display_root(directory: str) -> str:
     """Paths in messages are relative to the working directory when they can be, so
     that GitHub annotations (relative to the repository root) land on the file."""
@@ -96,6 +136,9 @@ def _load_one(job: tuple[Path, str, str]) -> Outcome:
 
 def _load_blob(job: tuple[str, str, bytes]) -> Outcome:
     relative, display, raw = job
+    refused = refuse_name(display)
+    if refused is not None:
+        return relative, None, [refused]
     return _check_source(decode_source(raw, display), relative)
 
 
@@ -122,13 +165,18 @@ def load_snapshot(
         raise UsageError(f"{root}: no such definitions directory")
     prefix = _display_prefix(root, display_root)
     listed = [(path, relative, prefix + relative) for path, relative in definition_files(root)]
+    if not listed:
+        # An empty or mistyped folder must not compile into an empty bundle that
+        # replaces a released one: that is how a production configuration gets wiped.
+        raise UsageError(f"{root}: no definitions found (no .yaml files below it); check the path")
     if reuse is not None:
         blobs, unreadable = [], []
         for path, relative, display in listed:
-            try:
-                blobs.append((relative, display, path.read_bytes()))
-            except OSError:
-                unreadable.append(_load_one((path, relative, display)))  # says why
+            raw = read_raw(path, display)
+            if isinstance(raw, Diagnostic):
+                unreadable.append((relative, None, [raw]))
+            else:
+                blobs.append((relative, display, raw))
         return load_snapshot_from_blobs(root, blobs, reuse, unreadable)
     snapshot = Snapshot(root)
     with collection_paused():
@@ -188,7 +236,7 @@ def _collect(snapshot: Snapshot, results: Iterable[Outcome]) -> None:
     for relative, loaded, problems in sorted(results, key=lambda outcome: outcome[0]):
         snapshot.diagnostics.extend(problems)
         if loaded is None:
-            snapshot.invalid_keys.add(relative.rsplit("/", 1)[-1].removesuffix(".yaml"))
+            snapshot.invalid_keys.add(key_of(relative))
             continue
         snapshot.by_relative[relative] = loaded
         key = loaded.definition.key
@@ -207,10 +255,17 @@ def _collect(snapshot: Snapshot, results: Iterable[Outcome]) -> None:
 
 
 def traffic_report(snapshot: Snapshot) -> dict[str, Fraction]:
-    """Expected share of all users each experiment enrols (DESIGN §4)."""
+    """Expected share of all users each experiment enrols once it runs (DESIGN §4)."""
     if snapshot.catalog is None or snapshot.has_errors:
         return {}
     return effective_traffic(snapshot.catalog)
+
+
+def traffic_table(snapshot: Snapshot) -> list[TrafficRow]:
+    """`expc traffic`: every experiment's state and share now (stopped ones: none)."""
+    if snapshot.catalog is None or snapshot.has_errors:
+        return []
+    return traffic_rows(snapshot.catalog)
 
 
 def bundle(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
@@ -228,7 +283,7 @@ def outputs(
     snapshot: Snapshot,
     source_commit: str | None = None,
     targets: Sequence[str] = (),
-    ledger_before: dict[str, Any] | None = None,
+    ledger_before: ledger.Ledger | None = None,
 ) -> dict[str, str]:
     """Relative path under the output directory -> exact file content.
 
@@ -237,8 +292,10 @@ def outputs(
     """
     document, text = _compiled(snapshot, source_commit)
     files = {"bundle.json": text}
-    files["ledger.json"] = canonical_json(ledger.updated(ledger_before or ledger.empty(), document))
-    files["CODEOWNERS"] = codeowners(snapshot.by_relative, display_root(str(snapshot.root)))
+    history = ledger.updated(ledger_before or ledger.Ledger.new(), document)
+    files[ledger.LEDGER_NAME] = canonical_json(history.to_json())
+    definitions_path = snapshot.root.resolve().relative_to(repository_root(snapshot.root))
+    files["CODEOWNERS"] = codeowners(snapshot.by_relative, definitions_path.as_posix())
     project_targets = snapshot.project.targets if snapshot.project else []
     for name in sorted({*project_targets, *targets}):
         if name not in TARGET_FILES:
@@ -254,23 +311,39 @@ def outputs(
     return files
 
 
+def current_ledger(out_dir: Path) -> tuple[ledger.Ledger, list[Diagnostic]]:
+    """The ledger `compile` appends to: empty when there is none yet, and an E014
+    diagnostic (never an empty history) when the file is not a ledger."""
+    path = out_dir / ledger.LEDGER_NAME
+    display = display_root(str(path))
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ledger.Ledger.new(), []
+    except OSError as error:
+        raise UsageError(f"{display}: cannot be read ({error.strerror})") from error
+    try:
+        return ledger.parse(text, display), []
+    except ledger.LedgerError as error:
+        return ledger.Ledger.new(), [make(codes.INVALID_LEDGER, error.message, error.span)]
+
+
 def stale_files(out_dir: Path, files: dict[str, str]) -> list[str]:
     """Files under `out_dir` that are missing or differ from what compile would write."""
-    stale = []
-    for name, content in sorted(files.items()):
-        target = out_dir / name
-        try:
-            current = target.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            current = None
-        if current != content:
-            stale.append(name)
-    return stale
+    return list(changed_files(out_dir, files))
 
 
 def graph_edges(snapshot: Snapshot) -> Iterable[tuple[str, str, str]]:
-    """(from, to, relation) in a stable order, for `expc graph`."""
+    """(from, to, relation) in a stable order, for `expc graph`; an experiment that
+    holds several slots of a group has one edge naming them all ("slots 2, 3")."""
     if snapshot.catalog is None:
         return []
     graph = snapshot.catalog.graph
-    return sorted((a, b, graph.edges[a, b]["reference"].relation) for a, b in graph.edges)
+    return sorted((a, b, _relation(graph.edges[a, b]["references"])) for a, b in graph.edges)
+
+
+def _relation(references: Sequence[Reference]) -> str:
+    relations = [reference.relation for reference in references]
+    if len(relations) > 1 and all(r.startswith("slot ") for r in relations):
+        return "slots " + ", ".join(r.removeprefix("slot ") for r in relations)
+    return ", ".join(dict.fromkeys(relations))

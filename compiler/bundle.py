@@ -81,11 +81,17 @@ def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
 
 
 def vectors_json(document: dict[str, Any]) -> str:
-    """The vectors file: one vector per line, like the bundle."""
+    """The vectors file: one vector per line, like the bundle.
+
+    Surrogate code points (the ids that test the hash's text rule) have no UTF-8: each
+    is written as its JSON escape `\\udXXX`, so the file stays valid UTF-8 and decodes
+    back to the same text. Everything else is written as UTF-8, not escaped."""
     lines = ",\n".join("    " + compact_json(vector) for vector in document["vectors"])
     head = {k: v for k, v in document.items() if k != "vectors"}
     fields = "".join(f'  "{k}": {compact_json(v)},\n' for k, v in sorted(head.items()))
-    return "{\n" + fields + '  "vectors": [' + (f"\n{lines}\n  " if lines else "") + "]\n}\n"
+    text = "{\n" + fields + '  "vectors": [' + (f"\n{lines}\n  " if lines else "") + "]\n}\n"
+    # Surrogates can only stand inside JSON strings, where `\udXXX` is their escape.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def slot_variant(index: int) -> str:
@@ -126,11 +132,21 @@ class _Builder:
         return ways[0] if len(ways) == 1 else {"any": ways}
 
     def overrides(self, audiences: Sequence[tuple[str, Audience]], by: str) -> Overrides:
+        """Forced placements, the first place that takes a user winning (DESIGN §2:
+        "the first pinned slot that the user qualifies for wins", for direct and cohort
+        pins alike). SDKs try `users` first, then `cohorts` in order; so listed users
+        go into `users` only while no cohort comes before their place, and after one
+        they become an ordered entry of their own."""
         users: dict[str, str] = {}
         cohorts: list[CohortOverride] = []
         for variant, audience in audiences:
-            for user in audience.users:
-                users.setdefault(user, variant)
+            listed = sorted(set(audience.users) - set(users))
+            if cohorts and listed:
+                when: BundleCondition = {"attribute": by, "op": "in", "values": listed}
+                cohorts.append({"variant": variant, "when": when})
+            else:
+                for user in audience.users:
+                    users.setdefault(user, variant)
             for key in audience.cohorts:
                 cohorts.append({"variant": variant, "when": self.cohort(key, by)})
         return {"users": users, "cohorts": cohorts}

@@ -7,7 +7,6 @@ Exit codes: 0 success, 1 blocking findings (or stale outputs with --check),
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import subprocess
@@ -15,19 +14,21 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from compiler import __version__, api
 from compiler.diagnostics import (
     Diagnostic,
     Severity,
+    github_annotation,
+    printable,
     promote_warnings,
     render_github,
     render_json,
     render_text,
 )
 from compiler.evaluate import BundleError, Evaluator
-from compiler.files import write_outputs
-from compiler.previous import read_ledger
+from compiler.files import OutputError, write_outputs
 from compiler.render_graph import render_dot, render_mermaid
 from compiler.traffic import format_share
 
@@ -97,16 +98,19 @@ def _source_commit(requested: str | None, root: Path) -> str | None:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     snapshot, diagnostics = _snapshot(args)
+    definitions = Path(args.definitions)
+    out_dir = Path(args.out) if args.out else api.default_out_dir(definitions)
+    history, problems = api.current_ledger(out_dir)
+    diagnostics = [*diagnostics, *problems]
     if any(d.blocking for d in diagnostics):
         _report(diagnostics, "text")
         print("nothing written: fix the errors above first", file=sys.stderr)
         return EXIT_FINDINGS
     if diagnostics:
         _report(diagnostics, "text")
-    out_dir = Path(args.out) if args.out else Path(args.definitions).parent / "generated"
-    commit = _source_commit(args.source_commit, Path(args.definitions))
+    commit = _source_commit(args.source_commit, definitions)
     try:
-        files = api.outputs(snapshot, commit, args.target, read_ledger(out_dir / "ledger.json"))
+        files = api.outputs(snapshot, commit, args.target, history)
     except api.TargetError as error:
         print(f"expc: {error}", file=sys.stderr)
         print("nothing written", file=sys.stderr)
@@ -119,7 +123,10 @@ def cmd_compile(args: argparse.Namespace) -> int:
             return EXIT_FINDINGS
         print(f"ok: {out_dir} is current")
         return EXIT_OK
-    written = write_outputs(out_dir, files)
+    try:
+        written = write_outputs(out_dir, files)
+    except OutputError as error:
+        raise api.UsageError(f"{error}; nothing written") from error
     flags = sum(1 for o in snapshot.objects.values() if o.definition.kind != "cohort") - (
         snapshot.project is not None
     )
@@ -137,10 +144,20 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_traffic(args: argparse.Namespace) -> int:
     snapshot = _valid_snapshot(args)
-    for key, share in api.traffic_report(snapshot).items():
-        definition = snapshot.objects[key].definition
-        state = getattr(definition, "state", "")
-        print(f"{key:40} {state:10} {format_share(share):>10}")
+    print(f"{'experiment':40} {'state':10} {'share':>10}  (of all users, before targeting)")
+    for row in api.traffic_table(snapshot):
+        share = ("<= " if row.at_most and row.serving else "") + format_share(row.share)
+        note = ""
+        if not row.serving:
+            bound = "at most " if row.at_most else ""
+            note = "not serving" + (
+                f"; {bound}{format_share(row.if_running)} once running"
+                if row.state == "draft"
+                else ""
+            )
+        elif row.at_most:
+            note = "at most: it also needs a prerequisite's variant"
+        print(f"{row.key:40} {row.state:10} {share:>10}  {note}".rstrip())
     return EXIT_OK
 
 
@@ -178,15 +195,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.flag and args.flag not in evaluator.flag_keys:
         raise api.UsageError(f"no flag '{args.flag}' in the bundle")
     results, steps = evaluator.explain(user, args.flag)
+    kinds = {flag.key: flag.kind for flag in evaluator.prepared_flags}
     shown = [args.flag] if args.flag else list(results)
     for key in shown:
         result = results[key]
-        print(f"{key:40} {result.variant or '-':24} {result.reason}")
+        print(f"{key:40} {_outcome(kinds[key], result.variant):24} {result.reason}")
         if args.explain:
             for step in steps:
                 if step.flag == key:
-                    print(f"    {step.what:9} {step.detail}")
+                    print(f"    {step.what:9} {printable(step.detail)}")
     return EXIT_OK
+
+
+# A holdout's two variants say which side of it a user is on; "on" alone reads as if
+# the holdout applied to the user, the opposite of what it means.
+HOLDOUT_OUTCOMES = {"holdout": "held out", "on": "not held out"}
+
+
+def _outcome(kind: str, variant: str | None) -> str:
+    if variant is None:
+        return "-"
+    return HOLDOUT_OUTCOMES.get(variant, variant) if kind == "holdout" else variant
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -229,7 +258,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     try:
         result = check.run(Path(args.definitions), args.against)
     except check.InvalidDefinitionsError as invalid:
-        _report(invalid.snapshot.diagnostics, "text")
+        # Every format still gets its document: a CI job parsing JSON gets JSON.
+        diagnostics = invalid.snapshot.diagnostics
+        if args.format == "text":
+            _report(diagnostics, "text")
+        else:
+            sys.stdout.write(report.render_invalid(diagnostics, args.format, args.against))
         raise _DefinitionsError from None
     sys.stdout.write(renderers[args.format](result))
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -256,29 +290,44 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from compiler.init import init
+    from compiler.init import GENERATED, init
 
     written = init(Path(args.directory), args.action)
-    for path in written:
+    for path in written.scaffold:
         print(f"created {path}")
-    print(f"next: cd {args.directory} && expc compile && git init && git add -A")
+    generated = Path(args.directory) / GENERATED
+    print(f"compiled {written.flags} flags into {generated} ({len(written.generated)} files)")
+    print(f"next: cd {args.directory} && git init && git add -A && git commit -m 'expc init'")
     return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from compiler.serve import make_server
+    import logging
 
+    from compiler.serve import LOG, make_server, printable
+
+    if not 0 <= args.port <= 65535:
+        raise api.UsageError(f"--port {args.port}: a port is 0-65535 (0: any free port)")
     directory = Path(args.directory)
     if not directory.is_dir():
         raise api.UsageError(f"{directory}: no such directory; run 'expc compile' first")
     try:
         server = make_server(directory, args.host, args.port)
-    except OSError as error:
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
         raise api.UsageError(
-            f"cannot listen on {args.host}:{args.port}: {error.strerror}"
+            f"--host '{printable(args.host)}' --port {args.port}: cannot listen there: {reason}"
         ) from error
-    host, port = str(server.server_address[0]), int(server.server_address[1])
-    print(f"serving {directory} at http://{host}:{port}/bundle.json (Ctrl-C stops)", flush=True)
+    if not LOG.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        LOG.addHandler(handler)
+        LOG.setLevel(logging.INFO)
+        LOG.propagate = False
+    print(f"serving {directory} at {server.url} (Ctrl-C stops)", flush=True)
+    if not server.loopback:
+        warning = f"note: {server.url} is not loopback: other machines can read {directory}"
+        print(warning, file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -289,7 +338,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = _Parser(
         prog="expc", description="Compile experiment definitions into a bundle SDKs evaluate."
     )
     root.add_argument("--version", action="version", version=f"expc {__version__}")
@@ -356,12 +405,16 @@ def parser() -> argparse.ArgumentParser:
 
     scaffold = commands.add_parser("init", help="scaffold a new configuration repository")
     scaffold.add_argument("directory", nargs="?", default=".")
-    scaffold.add_argument("--action", help="the expc action to use (owner/repo@ref)")
+    scaffold.add_argument(
+        "--action",
+        metavar="OWNER/REPO@REF",
+        help="where the workflow, pre-commit and README take expc from (default: this release)",
+    )
     scaffold.set_defaults(run=cmd_init)
 
     serving = commands.add_parser("serve", help="serve generated/ over HTTP with ETags")
     serving.add_argument("directory", nargs="?", default="generated")
-    serving.add_argument("--port", type=int, default=8000)
+    serving.add_argument("--port", type=int, default=8000, help="0-65535; 0: any free port")
     serving.add_argument("--host", default="127.0.0.1", help="loopback by default")
     serving.set_defaults(run=cmd_serve)
 
@@ -371,25 +424,66 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+class _ArgumentError(api.UsageError):
+    """argparse's complaint about the command line, raised instead of printed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(f"{message}; see `{self.prog} --help`")
+
+
+def _requested_format(argv: Sequence[str]) -> str:
+    """The --format the command line asks for, found even when parsing it fails, so
+    that a CI job that parses JSON gets a JSON document for every outcome."""
+    for index, word in enumerate(argv):
+        if word.startswith("--format="):
+            return word.split("=", 1)[1]
+        if word == "--format" and index + 1 < len(argv):
+            return argv[index + 1]
+    return "text"
+
+
+def _fail(status: int, kind: str, message: str, fmt: str) -> int:
+    """Report a problem that stopped the command, in the format that was asked for."""
+    message = printable(message)
+    label = "internal error" if kind == "internal" else "error"
+    print(f"expc: {label}: {message}", file=sys.stderr)
+    if fmt == "json":
+        document = {"version": 1, "error": {"kind": kind, "message": message}, "exit": status}
+        print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
+    elif fmt == "github":
+        print(github_annotation("error", None, f"expc {label}", message))
+    elif fmt == "markdown":
+        from compiler.report import render_failure
+
+        sys.stdout.write(render_failure(label, message))
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    fmt = _requested_format(arguments)
+    try:
+        args = parser().parse_args(arguments)
+    except api.UsageError as error:
+        return _fail(EXIT_USAGE, "usage", str(error), fmt)
     # One short-lived run that keeps alive everything it allocates: the cyclic garbage
     # collector would only rescan millions of live objects (a third of the run time).
-    gc.disable()
-    try:
-        status: int = args.run(args)
-    except api.UsageError as error:
-        print(f"expc: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except _DefinitionsError:
-        return EXIT_FINDINGS
-    except KeyboardInterrupt:
-        return EXIT_INTERNAL
-    except Exception as error:  # the one place a bug becomes an exit code, not a traceback
-        print(f"expc: internal error: {error!r}; please report it", file=sys.stderr)
-        if os.environ.get("EXPC_DEBUG"):
-            traceback.print_exc()
-        return EXIT_INTERNAL
+    # It is switched back on afterwards, for callers that run expc in-process.
+    with api.collection_paused():
+        try:
+            status: int = args.run(args)
+        except api.UsageError as error:
+            return _fail(EXIT_USAGE, "usage", str(error), fmt)
+        except _DefinitionsError:
+            return EXIT_FINDINGS
+        except KeyboardInterrupt:
+            return _fail(EXIT_INTERNAL, "internal", "interrupted", fmt)
+        except Exception as error:  # the one place a bug becomes an exit code, not a traceback
+            if os.environ.get("EXPC_DEBUG"):
+                traceback.print_exc()
+            return _fail(EXIT_INTERNAL, "internal", f"{error!r}; please report it", fmt)
     return status
 
 

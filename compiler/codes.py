@@ -32,6 +32,12 @@ EMPTY_FILE = _code("E006", "empty-file", _E, "the file holds no document")
 MULTIPLE_DOCUMENTS = _code("E007", "multiple-documents", _E, "more than one document")
 UNSUPPORTED_TAG = _code("E008", "unsupported-tag", _E, "a YAML tag expc does not read")
 UNREADABLE = _code("E009", "unreadable-file", _E, "the file cannot be read")
+TOO_DEEP = _code("E010", "too-deep", _E, "mappings and lists nest past the limit")
+CONTROL_CHARACTER = _code("E011", "control-character", _E, "a character YAML does not allow")
+OUTSIDE_DEFINITIONS = _code(
+    "E012", "outside-definitions", _E, "a link that leads outside the definitions directory"
+)
+NOT_YAML_EXTENSION = _code("E013", "not-yaml-extension", _E, "a definitions file not named *.yaml")
 
 # One object
 UNKNOWN_FIELD = _code("E101", "unknown-field", _E, "a field the kind does not have")
@@ -67,3 +73,6 @@ MULTIPLE_GROUPS = _code(
 HOLDOUT_TWICE = _code("W302", "holdout-covers-twice", _W, "a holdout covers an experiment twice")
 LOW_TRAFFIC = _code("W303", "low-effective-traffic", _W, "effective traffic under the threshold")
 SHARED_SALT = _code("W304", "shared-salt", _W, "two objects hash with one salt")
+
+# Generated files expc reads back
+INVALID_LEDGER = _code("E014", "invalid-ledger", _E, "generated/ledger.json is not a ledger")

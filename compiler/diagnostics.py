@@ -8,6 +8,40 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable written as an escape.
+
+    Text from definitions reaches terminals, CI logs and reports. A newline could start
+    a line that GitHub Actions runs as a workflow command (`::error::...`), an escape
+    sequence could rewrite the terminal, a bidirectional control could make a line read
+    differently from what it says, and a lone surrogate cannot be written at all. So
+    controls, format characters, separators other than the space, and surrogates are
+    shown as `\\n`, `\\x1b`, `\\u202e` and the like, in every output format.
+    """
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    named = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char)
+    if named is not None:
+        return named
+    code = ord(char)
+    return (
+        f"\\x{code:02x}"
+        if code < 0x100
+        else f"\\u{code:04x}"
+        if code < 0x10000
+        else f"\\U{code:08x}"
+    )
+
+
+def printable_lines(text: str) -> str:
+    """Like `printable`, but keeps line breaks (the annotation format escapes them)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 class Severity(enum.StrEnum):
     ERROR = "error"
     WARNING = "warning"
@@ -23,7 +57,7 @@ class Span:
     column: int = 1
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.column}"
+        return f"{printable(self.path)}:{self.line}:{self.column}"
 
 
 @dataclass(frozen=True)
@@ -61,7 +95,7 @@ class Diagnostic:
             "name": self.code.name,
             "severity": str(self.severity),
             "message": self.message,
-            "path": self.span.path,
+            "path": printable(self.span.path),
             "line": self.span.line,
             "column": self.span.column,
             "notes": list(self.notes),
@@ -69,7 +103,11 @@ class Diagnostic:
 
 
 def make(code: Code, message: str, span: Span, notes: Sequence[str] = ()) -> Diagnostic:
-    return Diagnostic(code, message, span, code.severity, tuple(notes))
+    """A diagnostic; its message and notes are made printable here, once, so that no
+    output format can receive raw control characters from definitions."""
+    return Diagnostic(
+        code, printable(message), span, code.severity, tuple(printable(n) for n in notes)
+    )
 
 
 def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
@@ -123,17 +161,17 @@ def _escape_property(text: str) -> str:
 GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
 
 
-def github_annotation(level: str, span: Span, title: str, body: str) -> str:
-    """One workflow-command annotation, every part escaped (`validate` and `check`)."""
-    properties = ",".join(
-        [
-            f"file={_escape_property(span.path)}",
+def github_annotation(level: str, span: Span | None, title: str, body: str) -> str:
+    """One workflow-command annotation, every part escaped (`validate` and `check`);
+    without a span it is attached to the job, not to a file."""
+    properties = [f"title={_escape_property(title)}"]
+    if span is not None:
+        properties[:0] = [
+            f"file={_escape_property(printable(span.path))}",
             f"line={span.line}",
             f"col={span.column}",
-            f"title={_escape_property(title)}",
         ]
-    )
-    return f"::{level} {properties}::{_escape_data(body)}"
+    return f"::{level} {','.join(properties)}::{_escape_data(printable_lines(body))}"
 
 
 def render_github(diagnostics: Sequence[Diagnostic]) -> str:

@@ -182,9 +182,14 @@ def build(
                     )
                 )
                 continue
-            catalog.graph.add_edge(*reference.edge, reference=reference)
+            if catalog.graph.has_edge(*reference.edge):
+                # One experiment in two slots of a group: one edge, every reference kept.
+                catalog.graph.edges[reference.edge]["references"].append(reference)
+            else:
+                catalog.graph.add_edge(*reference.edge, reference=reference, references=[reference])
             _record_structure(catalog, reference, group_references)
     diagnostics.extend(_prerequisite_variants(objects))
+    diagnostics.extend(_placed_twice_through_cohorts(objects))
     diagnostics.extend(_two_parents(group_references))
     diagnostics.extend(_cycles(catalog))
     return catalog, diagnostics
@@ -223,6 +228,49 @@ def _prerequisite_variants(objects: dict[str, Loaded]) -> Iterator[Diagnostic]:
                         f"{did_you_mean(variant, names)}",
                         owner.span("prerequisites", index, "variants", position),
                     )
+
+
+def _placed_twice_through_cohorts(objects: dict[str, Loaded]) -> Iterator[Diagnostic]:
+    """A user sent to two slots (or variants) where one of the two places names them
+    through a cohort's explicit `users`: knowable before any user arrives, so an error
+    (places named directly twice are reported by `validate`)."""
+    for key in sorted(objects):
+        owner = objects[key]
+        definition = owner.definition
+        if isinstance(definition, Mutex):
+            field, word, verb = "pinned", "slot", "pinned to"
+            audiences = {str(number): a for number, a in sorted(definition.pinned.items())}
+        elif isinstance(definition, Experiment):
+            field, word, verb = "overrides", "variant", "overridden to"
+            audiences = dict(definition.overrides)
+        else:
+            continue
+        first: dict[str, tuple[str, str | None]] = {}  # user -> (place, cohort or None)
+        for place, audience in audiences.items():
+            sources: list[tuple[str, str | None, Path]] = [
+                (user, None, (field, place, "users", index))
+                for index, user in enumerate(audience.users)
+            ]
+            for index, named in enumerate(audience.cohorts):
+                cohort = objects.get(named)
+                if cohort is not None and isinstance(cohort.definition, Cohort):
+                    path: Path = (field, place, "cohorts", index)
+                    sources += [(user, named, path) for user in cohort.definition.users]
+            for user, via, path in sources:
+                earlier = first.setdefault(user, (place, via))
+                if earlier[0] == place or earlier[1] == via:
+                    continue  # one place, or a repeat `validate` reports (E205 too)
+                yield make(
+                    codes.PINNED_TWICE,
+                    f"user '{user}' is {verb} {word} {earlier[0]} {_through(earlier[1])} and "
+                    f"{word} {place} {_through(via)}; a user goes to one {word}: "
+                    "remove one of the two",
+                    owner.span(*path),
+                )
+
+
+def _through(cohort: str | None) -> str:
+    return "directly" if cohort is None else f"through cohort '{cohort}'"
 
 
 def _two_parents(group_references: dict[str, list[Reference]]) -> Iterator[Diagnostic]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
+import sys
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import TypeVar
@@ -12,6 +16,8 @@ Result = TypeVar("Result")
 
 # Below this, starting a worker process costs more than it saves.
 PARALLEL_THRESHOLD = 2_000
+_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
+_PARENT_CHECK_SECONDS = 0.5
 
 
 def worker_count() -> int:
@@ -19,6 +25,32 @@ def worker_count() -> int:
     if requested and requested.isdigit():
         return max(1, int(requested))
     return os.cpu_count() or 1
+
+
+def _end_with_parent(parent: int) -> None:
+    """Worker initialiser: a worker must not outlive the command that started it.
+
+    Killed with SIGKILL, the parent cannot stop its workers, and a worker blocked
+    writing its results into the parent's pipe would wait forever. On Linux the kernel
+    sends the worker SIGKILL when its parent dies; elsewhere (and as a second line on
+    Linux) a daemon thread notices that the parent changed and ends the worker.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - an unusual libc
+            pass
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            threading.Event().wait(_PARENT_CHECK_SECONDS)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="expc-parent-watch", daemon=True).start()
 
 
 def _run_part(function: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
@@ -37,7 +69,9 @@ def map_files(function: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Re
         return _run_part(function, jobs)
     size = -(-len(jobs) // workers)
     parts = [jobs[start : start + size] for start in range(0, len(jobs), size)]
-    with ProcessPoolExecutor(max_workers=len(parts) - 1) as pool:
+    with ProcessPoolExecutor(
+        max_workers=len(parts) - 1, initializer=_end_with_parent, initargs=(os.getpid(),)
+    ) as pool:
         pending = [pool.submit(_run_part, function, part) for part in parts[1:]]
         results = _run_part(function, parts[0])
         for future in pending:

@@ -8,27 +8,33 @@ is checked out or cloned.
 
 from __future__ import annotations
 
-import json
+import posixpath
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compiler import api
-from compiler.bundle_types import Bundle
-from compiler.evaluate import BundleError, parse_bundle
+from pydantic import TypeAdapter, ValidationError
 
-LEDGER_NAME = "ledger.json"
+from compiler import api, codes
+from compiler.bundle_types import Bundle
+from compiler.diagnostics import Diagnostic, Span, make
+from compiler.evaluate import BundleError, Evaluator, parse_bundle
+from compiler.ledger import LEDGER_NAME, Ledger, LedgerError, LedgerFile, parse, read_text
 
 
 @dataclass
 class Side:
-    """One side of a check: its bundle, and where its definitions came from."""
+    """One side of a check: its bundle, where its definitions came from, its ledger."""
 
     label: str
     bundle: Bundle
     snapshot: api.Snapshot | None = None
-    ledger: dict[str, Any] = field(default_factory=dict)
+    ledger_file: LedgerFile = field(default_factory=LedgerFile.absent)
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.ledger_file.ledger
 
 
 def _git(repository: Path, *arguments: str, stdin: bytes | None = None) -> bytes:
@@ -62,12 +68,20 @@ def _missing_revision_hint(repository: Path, revision: str) -> str:
     return f"git revision '{revision}' is not in this repository; {hint}"
 
 
+def _file_name(raw: bytes) -> str:
+    # Undecodable bytes become the same escapes os.walk gives for a file on disk, so a
+    # name that is not UTF-8 gets the same located diagnostic from either source.
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def from_git(definitions: Path, revision: str, reuse: api.Snapshot | None = None) -> Side:
     definitions = definitions.resolve()
     try:
         top = Path(_git(definitions, "rev-parse", "--show-toplevel").decode().strip())
     except GitError as error:
         raise api.UsageError(f"{definitions} is not in a git repository ({error})") from error
+    if revision.startswith("-"):
+        raise api.UsageError(f"'{revision}' is not a git revision")
     try:
         commit = _git(top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     except GitError:
@@ -75,25 +89,65 @@ def from_git(definitions: Path, revision: str, reuse: api.Snapshot | None = None
     commit_id = commit.decode().strip()
     prefix = definitions.relative_to(top).as_posix()
     listing = _git(top, "ls-tree", "-r", "-z", "--full-tree", commit_id, "--", prefix)
-    entries = []
+    tree: dict[str, tuple[bytes, str]] = {}  # path -> (mode, blob)
     for record in listing.split(b"\0"):
         if not record:
             continue
         meta, path = record.split(b"\t", 1)
-        _mode, kind, blob = meta.split()
-        name = path.decode("utf-8")
-        if kind == b"blob" and name.endswith(".yaml"):
-            entries.append((blob.decode(), name))
-    blobs = _cat_files(top, [blob for blob, _ in entries])
-    files = []
-    for (_blob, name), raw in zip(entries, blobs, strict=True):
+        mode, kind, blob = meta.split()
+        if kind == b"blob":
+            tree[_file_name(path)] = (mode, blob.decode())
+    wanted = [name for name in sorted(tree) if _is_listed(name, prefix)]
+    blobs = dict(zip(wanted, _cat_files(top, [tree[name][1] for name in wanted]), strict=True))
+    files, refused = [], []
+    for name in wanted:
         relative = name[len(prefix) + 1 :] if prefix not in ("", ".") else name
-        if any(part.startswith(".") for part in relative.split("/")):
-            continue
+        raw = blobs[name]
+        if tree[name][0] == _LINK:
+            # A link's blob is its target: read the file it leads to, as on disk, or
+            # refuse it when it leads outside the definitions.
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), _file_name(raw)))
+            if not _is_inside(target, prefix) or target not in tree:
+                refused.append((relative, None, [_link_outside(name, _file_name(raw))]))
+                continue
+            raw = _cat_files(top, [tree[target][1]])[0]
         files.append((relative, name, raw))
-    snapshot = api.load_snapshot_from_blobs(definitions, files, reuse)
-    ledger = _git_ledger(top, commit_id, prefix)
-    return _side(f"{revision} ({commit_id[:12]})", snapshot, ledger)
+    snapshot = api.load_snapshot_from_blobs(definitions, files, reuse, refused)
+    label = f"{revision} ({commit_id[:12]})"
+    ledger_path = api.ledger_path_in_repository(definitions, top)
+    try:
+        text: str | None = _git(top, "show", f"{commit_id}:{ledger_path}").decode(
+            "utf-8", "replace"
+        )
+    except GitError:
+        text = None
+    return _side(label, snapshot, _previous_ledger(text, f"{label}:{ledger_path}"))
+
+
+_LINK = b"120000"
+
+
+def _is_inside(path: str, prefix: str) -> bool:
+    return prefix in ("", ".") or path.startswith(prefix + "/")
+
+
+def _is_listed(name: str, prefix: str) -> bool:
+    """A definition file as the directory listing would see it: below the definitions,
+    not hidden, named like YAML (`.yml` is listed so that it is refused by name)."""
+    relative = name[len(prefix) + 1 :] if prefix not in ("", ".") else name
+    if not _is_inside(name, prefix) or any(p.startswith(".") for p in relative.split("/")):
+        return False
+    return relative.lower().endswith((".yaml", ".yml"))
+
+
+def _link_outside(name: str, target: str) -> Diagnostic:
+    return make(
+        codes.OUTSIDE_DEFINITIONS,
+        f"this file is a link to '{target}', outside the definitions directory (or to "
+        "nothing), where changes are not reviewed with the definitions; move the file into "
+        "the definitions directory instead of linking to it",
+        Span(name),
+    )
 
 
 def _cat_files(top: Path, blobs: list[str]) -> list[bytes]:
@@ -112,44 +166,78 @@ def _cat_files(top: Path, blobs: list[str]) -> list[bytes]:
     return contents
 
 
-def _git_ledger(top: Path, commit: str, definitions_prefix: str) -> dict[str, Any]:
-    parent = Path(definitions_prefix).parent.as_posix()
-    path = f"{'' if parent == '.' else parent + '/'}generated/{LEDGER_NAME}"
+def _previous_ledger(text: str | None, path: str) -> LedgerFile:
+    """The previous side's ledger is the history the check relies on: a broken one
+    stops the check (exit 2) rather than being taken for an empty history."""
+    if text is None:
+        return LedgerFile.absent()
     try:
-        return dict(json.loads(_git(top, "show", f"{commit}:{path}")))
-    except (GitError, ValueError):
-        return {}
+        return LedgerFile(parse(text, path))
+    except LedgerError as error:
+        raise api.UsageError(
+            f"the previous side's ledger is broken: {error}; compare against a release "
+            "whose ledger is intact"
+        ) from error
 
 
-def _side(label: str, snapshot: api.Snapshot, ledger: dict[str, Any]) -> Side:
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise api.UsageError(f"{path}: cannot be read ({error.strerror})") from error
+
+
+def read_ledger_file(path: Path, display: str) -> LedgerFile:
+    """The current side's ledger: missing or broken is recorded, not raised (the check
+    reports it as a finding). `display` is the path shown in messages."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return LedgerFile.absent()
+    except OSError as error:
+        problem = LedgerError(Span(display), f"cannot be read ({error.strerror})")
+        return LedgerFile(Ledger.new(), error=problem)
+    return read_text(text, display)
+
+
+def _side(label: str, snapshot: api.Snapshot, ledger_file: LedgerFile) -> Side:
     if snapshot.has_errors:
         first = next(d for d in snapshot.diagnostics if d.blocking)
         raise api.UsageError(
             f"the previous side ({label}) does not validate: {first.to_text()}; "
             "compare against a revision that compiled"
         )
-    return Side(label, api.bundle(snapshot), snapshot, ledger)
+    return Side(label, api.bundle(snapshot), snapshot, ledger_file)
 
 
 def from_directory(definitions: Path, reuse: api.Snapshot | None = None) -> Side:
     snapshot = api.load_snapshot(definitions, reuse=reuse)
-    ledger_file = definitions.parent / "generated" / LEDGER_NAME
-    return _side(str(definitions), snapshot, read_ledger(ledger_file))
+    ledger = api.ledger_path(definitions)
+    return _side(str(definitions), snapshot, _previous_ledger(_read(ledger), str(ledger)))
+
+
+_BUNDLE = TypeAdapter(Bundle)
 
 
 def from_bundle_file(path: Path) -> Side:
     try:
-        document = parse_bundle(path)
-    except BundleError as error:
-        raise api.UsageError(f"{path}: {error}") from error
-    return Side(str(path), document, None, read_ledger(path.parent / LEDGER_NAME))  # type: ignore[arg-type]
+        document: Any = parse_bundle(path)
+        _BUNDLE.validate_python(document, strict=True)
+        Evaluator.from_compiled(document)  # requirements in order, ranges usable
+    except (BundleError, ValidationError) as error:
+        raise api.UsageError(f"{path}: not a usable bundle: {_first_problem(error)}") from error
+    ledger = path.parent / LEDGER_NAME
+    return Side(str(path), document, None, _previous_ledger(_read(ledger), str(ledger)))
 
 
-def read_ledger(path: Path) -> dict[str, Any]:
-    try:
-        return dict(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
-        return {}
+def _first_problem(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}"
+    return str(error)
 
 
 def resolve(definitions: Path, against: str, current: api.Snapshot | None = None) -> Side:

@@ -13,9 +13,11 @@ from typing import Any
 
 import jinja2
 
+from compiler.bundle import HELD_OUT
 from compiler.check import CheckResult, Finding, as_json
-from compiler.diagnostics import GITHUB_LEVEL, github_annotation
-from compiler.views import percent, range_share
+from compiler.diagnostics import GITHUB_LEVEL, Diagnostic, github_annotation, printable
+from compiler.diagnostics import render_github as render_github_diagnostics
+from compiler.views import View, percent, range_share
 
 MARKER = "<!-- expc-check-report -->"
 COMMENT_LIMIT = 65_000
@@ -24,13 +26,26 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
 
 
 def escape_markdown(text: Any) -> str:
-    escaped = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    escaped = printable(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     escaped = _MARKDOWN_SPECIAL.sub(r"\\\1", escaped)
     return escaped.replace("\n", " ").replace("\r", " ").replace("@", "@\u200b")
 
 
+def code_span(text: Any) -> str:
+    """`text` as a markdown code span, shown exactly as it is.
+
+    Inside a code span backslash escapes are not interpreted (escaping the text would
+    show the backslashes), so the text is only made printable and fenced with more
+    backticks than it contains.
+    """
+    body = printable(str(text))
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", body)), default=0) + 1)
+    padding = " " if body.startswith("`") or body.endswith("`") else ""
+    return f"{fence}{padding}{body}{padding}{fence}"
+
+
 def escape_mermaid(text: Any) -> str:
-    return str(text).replace('"', "#quot;").replace("\n", " ")
+    return printable(str(text)).replace('"', "#quot;")
 
 
 def _environment() -> jinja2.Environment:
@@ -41,6 +56,7 @@ def _environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     environment.filters["md"] = escape_markdown
+    environment.filters["code"] = code_span
     environment.filters["mermaid"] = escape_mermaid
     return environment
 
@@ -51,12 +67,12 @@ def render_text(result: CheckResult) -> str:
         accepted = " (accepted: " + f.accepted + ")" if f.accepted else ""
         lines.append(f"{f.span}: {f.severity}[{f.rule.code} {f.rule.name}] {f.message}{accepted}")
         if f.deleted_from is not None:
-            lines.append(f"    this file is in {f.deleted_from}; the change deletes it")
+            lines.append(f"    this file is in {printable(f.deleted_from)}; the change deletes it")
         elif f.previous_span is not None and f.previous_span != f.span:
             lines.append(f"    previous: {f.previous_span}")
         if f.blocking:
             lines.append(f"    instead: {f.instead}")
-            lines.append("    to accept it knowingly, add to the object's file:")
+            lines.append(f"    to accept it knowingly, add to {printable(f.paste_into)}:")
             lines.extend("      " + line for line in f.snippet().splitlines())
     blocking = sum(f.blocking for f in result.findings)
     verdict = "blocked" if result.blocking else "safe"
@@ -99,11 +115,62 @@ def _groups(result: CheckResult) -> list[dict[str, Any]]:
             continue
         slots = []
         for name, start, end in view.ranges:
-            members = sorted(view.members.get(name, frozenset()))
-            label = f"{name}: {', '.join(members) or 'empty'}"
-            slots.append({"share": percent(range_share(((name, start, end),))), "label": label})
+            slots.append(
+                {
+                    "share": percent(range_share(((name, start, end),))),
+                    "label": _slot_label(result, view, name),
+                }
+            )
         groups.append({"key": key, "id": f"g{index}", "rows": result.shares(key), "slots": slots})
     return groups
+
+
+def _slot_label(result: CheckResult, view: View, name: str) -> str:
+    """What a slot of a group, or a side of a holdout, holds, in words."""
+    if view.kind == "holdout":
+        if name == HELD_OUT:
+            return "held out: in none of its experiments"
+        side = result.after if view.key in result.after else result.before
+        covered = sorted(
+            k for k, v in side.items() if v.kind == "experiment" and view.key in v.holdouts
+        )
+        return f"not held out: {', '.join(covered) or 'no experiments'}"
+    members = sorted(view.members.get(name, frozenset()))
+    return f"{name}: {', '.join(members) or 'empty'}"
+
+
+def render_failure(label: str, message: str) -> str:
+    """The pull-request comment when the check could not run at all."""
+    return f"{MARKER}\n## expc check ⚠️ {label}\n\n{escape_markdown(message)}\n"
+
+
+def render_invalid(diagnostics: list[Diagnostic], fmt: str, against: str) -> str:
+    """The check's report when the current definitions do not validate."""
+    if fmt == "json":
+        document = {
+            "version": 1,
+            "against": printable(against),
+            "blocking": True,
+            "valid": False,
+            "diagnostics": [d.to_dict() for d in diagnostics],
+            "findings": [],
+        }
+        return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    if fmt == "github":
+        return render_github_diagnostics(diagnostics)
+    lines = [
+        MARKER,
+        "## expc check ❌ the definitions do not validate",
+        "",
+        "Fix these first; `expc validate` prints them too.",
+        "",
+    ]
+    lines += [
+        f"- **{d.severity}** {code_span(f'{d.code.id} {d.code.name}')} in "
+        f"{code_span(d.span)}: {escape_markdown(d.message)}"
+        for d in diagnostics
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def render_markdown(result: CheckResult) -> str:

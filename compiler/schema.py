@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
+from compiler import ledger
 from compiler.bundle_types import Bundle
 from compiler.model import KINDS, DefinitionField
 
@@ -23,6 +24,7 @@ def schemas() -> dict[str, dict[str, Any]]:
             TypeAdapter(DefinitionField).json_schema(), "expc definition (any kind)"
         ),
         "bundle.schema.json": _document(TypeAdapter(Bundle).json_schema(), "expc bundle"),
+        "ledger.schema.json": _document(ledger.schema(), "expc ledger"),
     }
     for kind, model in KINDS.items():
         documents[f"{kind}.schema.json"] = _document(model.model_json_schema(), f"expc {kind}")

@@ -50,7 +50,11 @@ class Share:
             return 0.0, 1.0
         centre = (p + Z * Z / (2 * n)) / (1 + Z * Z / n)
         spread = Z * math.sqrt(p * (1 - p) / n + Z * Z / (4 * n * n)) / (1 + Z * Z / n)
-        return max(0.0, centre - spread), min(1.0, centre + spread)
+        # At p = 0 and p = 1 the Wilson bound is exactly 0 or 1; floating point lands a
+        # hair inside, which would call an expected 100% "outside" 100% observed.
+        low = 0.0 if self.observed == 0 else max(0.0, centre - spread)
+        high = 1.0 if self.observed == n else min(1.0, centre + spread)
+        return low, high
 
     @property
     def ok(self) -> bool:

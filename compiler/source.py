@@ -2,32 +2,35 @@
 
 Values come from `yaml_values` (libyaml events, no node tree). When a diagnostic needs
 a line and column, the file is composed again into ruamel's node tree, which keeps
-every node's position; that happens only for the rare file with a problem.
+every node's position; that happens only for the rare file with a problem, and only
+for text that `yaml_values` has read within its limits: ruamel's composer recurses in
+C, once per level, and a deep enough file would overflow the stack.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import events
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from compiler import codes
 from compiler.yaml_values import (
+    MAP_TAG,
+    SEQ_TAG,
     STR_TAG,
-    TAG_PREFIX,
     SourceError,
     ValueBuilder,
     error_at,
 )
 
-_DEFAULT_TAGS = {
-    "scalar": STR_TAG,
-    "sequence": TAG_PREFIX + "seq",
-    "mapping": TAG_PREFIX + "map",
-}
+_DEFAULT_TAGS = {"scalar": STR_TAG, "sequence": SEQ_TAG, "mapping": MAP_TAG}
+# libyaml's line breaks, so that a position computed here agrees with its marks.
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 CParserWithoutResolver: Any
 try:
@@ -73,14 +76,48 @@ def _compose(text: str) -> Any:
 
 
 def _read_document(text: str) -> tuple[bool, Any]:
-    """(whether the stream holds a document, its value); one document at most."""
-    if CParserWithoutResolver is None:  # pragma: no cover
-        return _read_events(iter(_pure_yaml().parse(text)).__next__)
-    parser = CParserWithoutResolver(text)
+    """(whether the stream holds a document, its value); one document at most.
+
+    Every problem is a `SourceError`.
+    """
     try:
-        return _read_events(parser.get_event)
-    finally:
-        parser.dispose()
+        if CParserWithoutResolver is None:  # pragma: no cover
+            return _read_events(iter(_pure_yaml().parse(text)).__next__)
+        parser = CParserWithoutResolver(text)
+        try:
+            return _read_events(parser.get_event)
+        finally:
+            parser.dispose()
+    except ReaderError as error:
+        raise _disallowed_character(text, error) from error
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = error.problem or error.context or "invalid YAML"
+        raise SourceError(codes.YAML_SYNTAX, f"YAML syntax: {problem}", line, column) from error
+    except YAMLError as error:  # pragma: no cover - libyaml reports marked errors
+        raise SourceError(codes.YAML_SYNTAX, f"YAML syntax: {error}") from error
+
+
+def _disallowed_character(text: str, error: ReaderError) -> SourceError:
+    """E011 at the character libyaml refused; its offset counts UTF-8 bytes."""
+    before = text.encode("utf-8")[: error.position].decode("utf-8", "replace")
+    breaks = list(_LINE_BREAK.finditer(before))
+    line = len(breaks) + 1
+    column = len(before) - (breaks[-1].end() if breaks else 0) + 1
+    code = error.character if isinstance(error.character, int) else ord(error.character)
+    name = f"U+{code:04X}"
+    if code < 0x20 or 0x7F <= code <= 0x9F:
+        what = "control character " + name + (" (NUL)" if code == 0 else "")
+    else:
+        what = "character " + name
+    message = (
+        f"{what} is not allowed in YAML; delete it, or write "
+        f'"\\u{code:04x}" inside double quotes if a value needs it'
+    )
+    if code == 0:
+        message += " (NULs between all letters mean the file is UTF-16: save it as UTF-8)"
+    return SourceError(codes.CONTROL_CHARACTER, message, line, column)
 
 
 def _read_events(next_event: Callable[[], Any]) -> tuple[bool, Any]:
@@ -112,16 +149,13 @@ class SourceFile:
     path: str
     text: str
     _root: Any = field(default=None, repr=False)
+    # whether the text has been read within the limits, so that composing it is safe
+    _read: bool = field(default=False, repr=False)
 
     def parse(self) -> dict[str, Any]:
         """Return the single top-level mapping, or raise `SourceError`."""
-        try:
-            has_document, value = _read_document(self.text)
-        except MarkedYAMLError as error:
-            mark = error.problem_mark or error.context_mark
-            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-            problem = error.problem or error.context or "invalid YAML"
-            raise SourceError(codes.YAML_SYNTAX, f"YAML syntax: {problem}", line, column) from error
+        has_document, value = _read_document(self.text)
+        self._read = True
         if not has_document or value is None:
             raise SourceError(
                 codes.EMPTY_FILE,
@@ -140,13 +174,17 @@ class SourceFile:
         """Line and column of the value at `path` (or of its key), as near as exists.
 
         Elements that do not name a child (pydantic's union tags, for instance) are
-        skipped, so a validation error's location maps onto the text.
+        skipped, so a validation error's location maps onto the text. A text that is
+        not readable YAML within the limits has no positions: (1, 1).
         """
         node = self._root
         if node is None:
             try:
+                if not self._read:
+                    _read_document(self.text)
+                    self._read = True
                 node = self._root = _compose(self.text)
-            except MarkedYAMLError:
+            except (SourceError, YAMLError):
                 return 1, 1
         if node is None:
             return 1, 1

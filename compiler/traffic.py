@@ -8,6 +8,7 @@ examples of DESIGN §4 come out at exactly 25% and 47.5%.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fractions import Fraction
 
 from compiler.bucketing import FULL, basis_points
@@ -72,11 +73,44 @@ def effective_share(catalog: Catalog, experiment_key: str) -> Fraction:
 
 
 def effective_traffic(catalog: Catalog) -> dict[str, Fraction]:
+    """Each experiment's expected share were it serving (DESIGN §4's formula)."""
     return {
         key: effective_share(catalog, key)
         for key, loaded in sorted(catalog.objects.items())
         if isinstance(loaded.definition, Experiment)
     }
+
+
+@dataclass(frozen=True)
+class TrafficRow:
+    """One line of `expc traffic`: what an experiment enrols now, before targeting."""
+
+    key: str
+    state: str
+    share: Fraction  # of all users, now: 0 when it serves nobody
+    if_running: Fraction  # what DESIGN §4's formula gives it once it runs
+    serving: bool
+    # With prerequisites the share also depends on the other experiment's targeting and
+    # draws, so DESIGN §4's product is only an upper bound.
+    at_most: bool
+
+
+def traffic_rows(catalog: Catalog) -> list[TrafficRow]:
+    rows = []
+    for key, share in effective_traffic(catalog).items():
+        experiment = catalog.objects[key].definition
+        assert isinstance(experiment, Experiment)
+        rows.append(
+            TrafficRow(
+                key,
+                experiment.state,
+                share if experiment.serves else Fraction(0),
+                share,
+                experiment.serves,
+                bool(experiment.prerequisites),
+            )
+        )
+    return rows
 
 
 def format_share(share: Fraction) -> str:

@@ -64,7 +64,7 @@ def test_every_validate_code_has_a_case() -> None:
 
     seen = "".join(
         (case / "expected.txt").read_text(encoding="utf-8")
-        for family in ("errors", "warnings")
+        for family in ("errors", "warnings", "ledger")
         for case in _cases(family)
     )
     untested = [code.id for code in ALL_CODES.values() if f"[{code.id} " not in seen]

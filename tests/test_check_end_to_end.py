@@ -96,13 +96,19 @@ def test_missing_revision_in_a_shallow_clone_says_how_to_fetch(
 
 def test_acknowledging_the_printed_snippet_unblocks_and_is_audited(repository: Path) -> None:
     blocked = expc(repository, "check", "--against", "HEAD~1")
-    fingerprint = blocked.stdout.split("fingerprint: ")[1].split()[0]
-    group = repository / "definitions" / "groups" / "search-ranking.yaml"
-    group.write_text(
-        group.read_text()
-        + "acknowledge:\n  - rule: C101\n"
-        + f"    fingerprint: {fingerprint}\n    reason: approved by search team\n"
+    lines = blocked.stdout.splitlines()
+    start = lines.index("      acknowledge:")
+    snippet = "\n".join(line[6:] for line in lines[start : start + 4]) + "\n"
+    assert (
+        "to accept it knowingly, add to definitions/groups/search-ranking.yaml:"
+        in (lines[start - 1])
     )
+    group = repository / "definitions" / "groups" / "search-ranking.yaml"
+    # Pasted as printed; the quotes keep an all-digit fingerprint a string.
+    group.write_text(
+        group.read_text() + snippet.replace("<why this is acceptable>", "approved by search team")
+    )
+    fingerprint = snippet.split('fingerprint: "')[1].split('"')[0]
     accepted = expc(repository, "check", "--against", "HEAD~1")
     assert accepted.returncode == cli.EXIT_OK
     assert "(accepted: approved by search team)" in accepted.stdout
@@ -142,12 +148,19 @@ def test_rule_settings_come_from_the_previous_side(tmp_path: Path) -> None:
 
 
 def test_against_a_released_bundle_file(tmp_path: Path) -> None:
-    case = CASES / "check" / "C112-fires-weights"
+    case = tmp_path / "case"
+    shutil.copytree(CASES / "check" / "C112-fires-weights", case)
     out = tmp_path / "release"
     assert cli.main(["compile", str(case / "previous" / "definitions"), "--out", str(out)]) == 0
     result = run(case / "current" / "definitions", str(out / "bundle.json"))
-    assert [f.rule.code for f in result.findings] == ["C112"]
+    # The released ledger beside the bundle has entries; the current side has none.
+    assert [f.rule.code for f in result.findings] == ["C112", "C124"]
     assert "re-buckets 20.00% of enrolled users" in result.findings[0].message
+    assert "ledger.json is missing" in result.findings[1].message
+    (case / "current" / "generated").mkdir()
+    shutil.copy(out / "ledger.json", case / "current" / "generated" / "ledger.json")
+    result = run(case / "current" / "definitions", str(out / "bundle.json"))
+    assert [f.rule.code for f in result.findings] == ["C112"]
 
 
 def test_markdown_report_marker_traffic_and_escaping(tmp_path: Path) -> None:
@@ -162,8 +175,8 @@ def test_markdown_report_marker_traffic_and_escaping(tmp_path: Path) -> None:
     assert "<img" not in markdown and "](http" not in markdown
     assert "\n::error::" not in markdown
     github = report.render_github(result)
-    assert github.count("\n") == 1  # one annotation, newlines escaped
-    assert "%0A::error::pwned" in github
+    assert github.count("\n") == 1  # one annotation: the newline is shown, not kept
+    assert "\\n::error::pwned" in github
 
 
 def test_markdown_shows_shares_before_and_after_and_a_mermaid_picture(repository: Path) -> None:
@@ -174,7 +187,10 @@ def test_markdown_shows_shares_before_and_after_and_a_mermaid_picture(repository
         os.chdir(REPO)
     markdown = report.render_markdown(result)
     assert "**search\\-ranking**" in markdown
-    assert "| `search\\-typo\\-tolerance` | 47.50% | 38.00% |" in markdown
+    # Code spans show keys as they are (escapes inside backticks would be shown too).
+    assert "| `search-typo-tolerance` | 47.50% | 38.00% |" in markdown
+    assert "| `search-semantic-ranker` | 28.50% | 28.50% |" in markdown
+    assert "`search\\-" not in markdown and "`definitions/groups/search-ranking.yaml" in markdown
     assert "```mermaid" in markdown
 
 
@@ -220,3 +236,70 @@ def test_markdown_stays_under_the_comment_limit(tmp_path: Path) -> None:
     assert len(markdown) <= report.COMMENT_LIMIT
     assert "longer than a pull-request comment allows" in markdown
     assert "more findings (see the job log)" in markdown
+
+
+def test_a_file_name_that_is_not_utf8_gets_the_same_diagnostic_from_git(tmp_path: Path) -> None:
+    work = tmp_path / "config"
+    shutil.copytree(REPO / "definitions", work / "definitions")
+    name = os.fsdecode(b"definitions/cohorts/ab\xffc.yaml")
+    (work / name).write_text("kind: cohort\nkey: abc\nusers: [x]\n")
+    directory = expc(work, "validate")
+    assert directory.returncode == cli.EXIT_FINDINGS
+    assert "error[E105 key-mismatch]" in directory.stderr
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "a file name that is not UTF-8")
+    (work / name).unlink()
+    result = expc(work, "check", "--against", "HEAD")
+    assert result.returncode == cli.EXIT_USAGE  # the previous side does not validate
+    assert "error[E105 key-mismatch]" in result.stderr
+    assert "ab\\xffc.yaml" in result.stderr or "ab\\udcffc.yaml" in result.stderr
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+
+
+def test_markdown_pictures_a_holdout_by_its_two_sides_and_lists_only_experiments(
+    repository: Path,
+) -> None:
+    holdout = repository / "definitions" / "holdouts" / "global-holdout.yaml"
+    holdout.write_text(holdout.read_text().replace("percent: 5", "percent: 10"))
+    os.chdir(repository)
+    try:
+        result = run(Path("definitions"), "HEAD")
+    finally:
+        os.chdir(REPO)
+    markdown = report.render_markdown(result)
+    assert '-->|"10.00%"| g0_1["held out: in none of its experiments"]' in markdown
+    assert '-->|"90.00%"| g0_2["not held out: checkout-apple-pay-first, ' in markdown
+    assert "empty" not in markdown.split("```mermaid")[1].split("```")[0].split("search-ranking")[0]
+    rows = [line for line in markdown.splitlines() if line.startswith("| `")]
+    # Groups under the holdout are not experiments: they get no row of shares.
+    assert not [row for row in rows if "`checkout-surface`" in row and "%" in row]
+    assert "| `search-typo-tolerance` | 38.00% | 36.00% |" in rows
+
+
+def test_links_and_yml_files_in_a_git_revision_are_refused_as_on_disk(tmp_path: Path) -> None:
+    work = tmp_path / "config"
+    shutil.copytree(REPO / "definitions", work / "definitions")
+    (work / "outside.yaml").write_text("kind: cohort\nkey: leak\nusers: [x]\n")
+    (work / "definitions" / "cohorts" / "leak.yaml").symlink_to(work / "outside.yaml")
+    (work / "definitions" / "cohorts" / "beta.yml").write_text("kind: cohort\nkey: beta\n")
+    on_disk = expc(work, "validate")
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "a link out and a .yml file")
+    (work / "definitions" / "cohorts" / "leak.yaml").unlink()
+    (work / "definitions" / "cohorts" / "beta.yml").unlink()
+    from_git = expc(work, "check", "--against", "HEAD")
+    assert from_git.returncode == cli.EXIT_USAGE  # the previous side does not validate
+    for result in (on_disk, from_git):
+        assert "Traceback" not in result.stderr
+    assert "definitions/cohorts/beta.yml:1:1: error[E013 not-yaml-extension]" in on_disk.stderr
+    assert "definitions/cohorts/leak.yaml:1:1: error[E012 outside-definitions]" in on_disk.stderr
+    # The check stops at the first error of the previous side; git lists beta.yml first.
+    assert "definitions/cohorts/beta.yml:1:1: error[E013 not-yaml-extension]" in from_git.stderr
+    (work / "definitions" / "cohorts" / "beta.yml").write_text("kind: cohort\nkey: beta\n")
+    git(work, "rm", "-q", "--cached", "definitions/cohorts/beta.yml")
+    git(work, "commit", "-q", "-m", "only the link")
+    (work / "definitions" / "cohorts" / "beta.yml").unlink()
+    link_only = expc(work, "check", "--against", "HEAD")
+    assert "definitions/cohorts/leak.yaml:1:1: error[E012 outside-definitions]" in link_only.stderr

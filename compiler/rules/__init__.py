@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from compiler.diagnostics import Severity
+from compiler.diagnostics import Severity, Span
 from compiler.views import RAN, View
 
 
@@ -26,6 +26,11 @@ class Change:
     after: Any = None
     severity: Severity | None = None  # a rule may soften one finding (e.g. a notice)
     about: str | None = None  # for release-wide rules: the object the finding is about
+    # Objects whose files hold the change (a group's slot list, a holdout's members), in
+    # order of preference: the finding is located on the line of that file that names
+    # the object, where the pull request changed it, rather than on the object's own.
+    where: tuple[str, ...] = ()
+    span: Span | None = None  # an exact place when the rule knows it (a ledger line)
 
 
 @dataclass
@@ -38,6 +43,8 @@ class Context:
     live: set[str] = field(default_factory=set)
     # Release-wide facts for the rules of kind "release".
     ledger_edits: list[str] = field(default_factory=list)
+    # Why the current ledger cannot be compared (missing or broken), with its place.
+    ledger_problem: tuple[str, Span] | None = None
     unused_acknowledgements: list[tuple[str, str, str]] = field(default_factory=list)
 
     def has_run(self, key: str) -> bool:
@@ -92,8 +99,10 @@ def rule(
 
 
 def find(code_or_name: str) -> Rule | None:
+    """A rule by its code or name, in any case (`c101`, `C101`)."""
+    wanted = code_or_name.strip().lower()
     for candidate in RULES.values():
-        if code_or_name in (candidate.code, candidate.name):
+        if wanted in (candidate.code.lower(), candidate.name):
             return candidate
     return None
 

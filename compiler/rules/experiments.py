@@ -21,17 +21,20 @@ def _still_running(before: View | None, after: View | None) -> bool:
 def running_experiment_group_changed(
     key: str, before: View | None, after: View | None, context: Context
 ) -> Iterator[Change]:
-    """A running experiment was added to a group, removed from one, or moved between
-    slots.
+    """A running experiment was added to a group, removed from one, moved between
+    slots, or gave up a slot (taking one more slot of a group it is already in only
+    adds users: a notice, like a traffic raise).
 
     Added: the users outside its new slot leave it. Removed: it suddenly overlaps
-    with the group's other experiments. Moved: its users are those of another slot.
+    with the group's other experiments. Moved, or a slot given up: the users of the
+    slot it leaves lose their variant.
 
     breaks:
         adding running experiment search-ranker to slot 2 of search-group
     instead:
         put new experiments into groups before they start; to change a running one's
-        group, conclude it and start a successor in the group.
+        group, conclude it and start a successor in the group. To give a running
+        experiment more users, let it take one more empty slot of its group.
     """
     if not _still_running(before, after):
         return
@@ -40,9 +43,10 @@ def running_experiment_group_changed(
         return
     added = sorted(set(after.groups) - set(before.groups))
     removed = sorted(set(before.groups) - set(after.groups))
-    moved = sorted(
-        g for g in set(before.groups) & set(after.groups) if before.groups[g] != after.groups[g]
-    )
+    common = sorted(set(before.groups) & set(after.groups))
+    grown = [g for g in common if set(before.groups[g]) < set(after.groups[g])]
+    shrunk = [g for g in common if set(before.groups[g]) > set(after.groups[g])]
+    moved = [g for g in common if before.groups[g] != after.groups[g] and g not in grown + shrunk]
     parts = []
     if added:
         kept = _kept_share(after, added, context)
@@ -51,14 +55,41 @@ def running_experiment_group_changed(
         )
     if removed:
         parts.append(f"removed from {', '.join(removed)}: it now overlaps their other members")
+    for group in shrunk:
+        left = sorted(set(before.groups[group]) - set(after.groups[group]))
+        leaving = 1 - _slots_share(context.previous, group, after.groups[group]) / (
+            _slots_share(context.previous, group, before.groups[group]) or 1
+        )
+        parts.append(
+            f"gave up {', '.join(left)} of {group}: {percent(leaving)} of its enrolled users "
+            "leave it"
+        )
     if moved:
         moves = ", ".join(f"{g} {list(before.groups[g])} -> {list(after.groups[g])}" for g in moved)
         parts.append(f"moved between slots ({moves}): its users are replaced")
-    yield Change(
-        f"running experiment '{key}' {'; '.join(parts)}",
-        {g: list(s) for g, s in sorted(before.groups.items())},
-        {g: list(s) for g, s in sorted(after.groups.items())},
-    )
+    if parts:
+        yield Change(
+            f"running experiment '{key}' {'; '.join(parts)}",
+            {g: list(s) for g, s in sorted(before.groups.items()) if g not in grown},
+            {g: list(s) for g, s in sorted(after.groups.items()) if g not in grown},
+            where=(*added, *moved, *shrunk, *removed),
+        )
+    for group in grown:
+        taken = sorted(set(after.groups[group]) - set(before.groups[group]))
+        yield Change(
+            f"running experiment '{key}' takes {', '.join(taken)} of '{group}' besides "
+            f"{', '.join(before.groups[group])}: safe, enrolled users keep their variant and "
+            "new ones join",
+            list(before.groups[group]),
+            list(after.groups[group]),
+            Severity.NOTICE,
+            where=(group,),
+        )
+
+
+def _slots_share(views: dict[str, View], group: str, slots: tuple[str, ...]) -> Fraction:
+    view = views.get(group)
+    return range_share(view.ranges, set(slots)) if view is not None else Fraction(0)
 
 
 def _kept_share(view: View, groups: list[str], context: Context) -> Fraction:
@@ -108,6 +139,7 @@ def running_experiment_holdout_changed(
         f"running experiment '{key}' {'; '.join(parts)}",
         sorted(before.holdouts),
         sorted(after.holdouts),
+        where=(*added, *removed),
     )
 
 

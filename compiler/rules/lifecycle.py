@@ -138,7 +138,8 @@ def _left_slot(member: str, group: str, slot: str, context: Context) -> bool:
 def ledger_edited(
     key: str, before: View | None, after: View | None, context: Context
 ) -> Iterator[Change]:
-    """The change edits or drops past entries of generated/ledger.json.
+    """The change edits or drops past entries of generated/ledger.json, deletes it, or
+    leaves it unreadable.
 
     The ledger is how expc remembers retired keys and salts and live groups after
     their objects are gone; editing it would let a change skip the checks that depend
@@ -149,6 +150,9 @@ def ledger_edited(
     instead:
         leave the ledger to `expc compile`, which only appends.
     """
+    if context.ledger_problem is not None:
+        problem, span = context.ledger_problem
+        yield Change(problem, problem, None, span=span)
     if context.ledger_edits:
         yield Change(
             "generated/ledger.json edits past entries: " + ", ".join(context.ledger_edits),
