@@ -9,6 +9,9 @@ minute in all). The same generators run longer on demand:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,55 @@ def fuzz_examples(in_ci: int) -> int:
     tests together take about a minute), the long profile's count when it is loaded."""
     loaded = settings().max_examples
     return loaded if loaded > settings.get_profile("ci").max_examples else in_ci
+
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "expc",
+    "GIT_AUTHOR_EMAIL": "expc@example.com",
+    "GIT_COMMITTER_NAME": "expc",
+    "GIT_COMMITTER_EMAIL": "expc@example.com",
+}
+
+
+def git(repository: Path, *arguments: str) -> str:
+    """Run git in `repository` as a fixed author; its output."""
+    result = subprocess.run(
+        ["git", *arguments],
+        cwd=repository,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **GIT_IDENTITY},
+    )
+    return result.stdout
+
+
+def expc(
+    cwd: Path, *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`expc ARGUMENTS` as a separate process in `cwd`, exactly as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "compiler.cli", *arguments],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture
+def released(tmp_path: Path) -> Path:
+    """A git repository whose HEAD is the example, compiled and committed."""
+    import shutil
+
+    work = tmp_path / "config"
+    shutil.copytree(REPO / "definitions", work / "definitions")
+    git(work, "init", "-q", "-b", "main")
+    assert expc(work, "compile").returncode == 0
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "release 1")
+    return work
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -6,58 +6,19 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CASES, REPO
+from conftest import CASES, REPO, expc, git
 
 from compiler import cli, report
 from compiler.check import run
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "expc",
-    "GIT_AUTHOR_EMAIL": "expc@example.com",
-    "GIT_COMMITTER_NAME": "expc",
-    "GIT_COMMITTER_EMAIL": "expc@example.com",
-}
-
-
-def git(repository: Path, *arguments: str) -> str:
-    result = subprocess.run(
-        ["git", *arguments],
-        cwd=repository,
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, **GIT_ENV},
-    )
-    return result.stdout
-
-
-def expc(
-    cwd: Path, *arguments: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
-        check=False,
-    )
-
 
 @pytest.fixture
-def repository(tmp_path: Path) -> Path:
+def repository(released: Path) -> Path:
     """A git repository with the example at HEAD~1 and an unsafe change at HEAD."""
-    work = tmp_path / "config"
-    shutil.copytree(REPO / "definitions", work / "definitions")
-    git(work, "init", "-q", "-b", "main")
-    assert expc(work, "compile").returncode == 0
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "release 1")
+    work = released
     group = work / "definitions" / "groups" / "search-ranking.yaml"
     group.write_text(group.read_text().replace("percent: 50", "percent: 40", 1))
     assert expc(work, "compile").returncode == 0

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import CASES, REPO
+from conftest import CASES, REPO, expc
 
 from compiler import cli, files
 
@@ -23,14 +23,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
+    return expc(cwd, *args)
 
 
 def test_missing_directory_is_a_usage_error(tmp_path: Path) -> None:

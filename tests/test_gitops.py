@@ -13,7 +13,7 @@ from pathlib import Path
 from unittest.mock import ANY
 
 import pytest
-from conftest import REPO
+from conftest import REPO, git
 from ruamel.yaml import YAML
 
 from compiler import __version__, cli, report
@@ -73,15 +73,6 @@ def test_action_is_complete_and_uses_the_reports_marker() -> None:
     assert gate["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert gate["steps"][0]["with"]["fetch-depth"] == 0
     assert workflow["permissions"] == {"contents": "read"}
-
-
-def git(cwd: Path, *arguments: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=expc", "-c", "user.email=expc@example.com", *arguments],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.mark.skipif(

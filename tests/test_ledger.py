@@ -8,14 +8,11 @@ generated/ledger.json; expected.txt is what `expc compile` prints for it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import CASES, REPO
+from conftest import CASES, expc, git
 
 from compiler import cli
 
@@ -43,38 +40,6 @@ def test_compile_refuses_a_broken_ledger_with_a_located_error(
     assert "error[E014 invalid-ledger]" in printed
     assert (work / "generated" / "ledger.json").read_bytes() == before
     assert sorted(p.name for p in (work / "generated").iterdir()) == ["ledger.json"]
-
-
-def git(repository: Path, *arguments: str) -> None:
-    subprocess.run(
-        ["git", "-c", "user.name=expc", "-c", "user.email=expc@example.com", *arguments],
-        cwd=repository,
-        check=True,
-        capture_output=True,
-    )
-
-
-def expc(cwd: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", *arguments],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        check=False,
-    )
-
-
-@pytest.fixture
-def released(tmp_path: Path) -> Path:
-    """A git repository whose HEAD is the compiled example."""
-    work = tmp_path / "config"
-    shutil.copytree(REPO / "definitions", work / "definitions")
-    git(work, "init", "-q", "-b", "main")
-    assert expc(work, "compile").returncode == 0
-    git(work, "add", "-A")
-    git(work, "commit", "-q", "-m", "release 1")
-    return work
 
 
 @pytest.mark.parametrize("content", ["{}\n", "[]\n", "{not json\n", None], ids=repr)
