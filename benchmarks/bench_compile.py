@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ DEFAULT_SIZES = [100, 1_000, 10_000, 100_000]
 
 def child(arguments: list[str]) -> None:
     """Run one expc command in this process; report its time and peak memory."""
-    from compiler.cli import main as expc
+    from expc.cli import main as expc
 
     report = sys.stdout
     sys.stdout = sys.stderr = Path(os.devnull).open("w")  # noqa: SIM115 - until exit
@@ -65,6 +66,9 @@ def main(sizes: list[int]) -> None:
         validate = run(["validate", str(definitions)])
         compiled = run(["compile", str(definitions), "--out", str(root / "generated")])
         changed = generate(size, WORK / f"{size}-next", change_percent=1)
+        # The next release carries the ledger its compile appends to.
+        (changed.parent / "generated").mkdir(exist_ok=True)
+        shutil.copy(root / "generated" / "ledger.json", changed.parent / "generated")
         checked = run(["check", str(changed), "--against", str(definitions)])
         total = validate["seconds"] + compiled["seconds"]
         peak = max(validate["kib"], compiled["kib"], checked["kib"]) / 1024

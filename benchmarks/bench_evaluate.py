@@ -21,10 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from expc.outputs.targets.amplitude import export
+from expc.sdk.evaluate import Evaluator
 from scenario import scenario_bundle
-
-from compiler.evaluate import Evaluator
-from compiler.targets.amplitude import export
 
 FLAGS = 10
 
@@ -69,7 +68,7 @@ def main() -> None:
         print(f"ratio               {amplitude / expc:8.1f} x faster")
 
     try:
-        from compiler.batch import assign
+        from expc.sdk.batch import assign
     except ImportError:
         print("batch path          numpy not installed (pip install 'expc[batch]')")
         return

@@ -46,12 +46,12 @@ def main() -> None:
     args = parser.parse_args()
 
     server = subprocess.Popen(
-        [sys.executable, "-m", "compiler.cli", "serve", args.directory, "--port", "0"],
+        [sys.executable, "-m", "expc", "serve", args.directory, "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),
     )
     try:
         assert server.stdout is not None

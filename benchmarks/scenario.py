@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler.bucketing import POINTS, basis_points, boundary, ranges
-from compiler.bundle_types import SCHEMA_VERSION, Flag
-from compiler.evaluate import content_id_of
+from expc.outputs.bundle_types import SCHEMA_VERSION, Flag
+from expc.sdk.bucketing import POINTS, basis_points, boundary, ranges
+from expc.sdk.evaluate import content_id_of
 
 HOLDOUT = "global-holdout"
 GROUP = "main-group"

@@ -13,14 +13,22 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from compiler import codes, ledger
-from compiler.bundle import build_bundle, canonical_json, vectors_json
-from compiler.bundle_types import Bundle
-from compiler.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
-from compiler.files import changed_files
-from compiler.graph import Catalog, Reference, build
-from compiler.lint import lint
-from compiler.load import (
+from expc import codes
+from expc.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
+from expc.outputs import ledger
+from expc.outputs.bundle import build_bundle, canonical_json, vectors_json
+from expc.outputs.bundle_types import Bundle
+from expc.outputs.files import changed_files
+from expc.outputs.owners import codeowners
+from expc.outputs.schema import schemas
+from expc.outputs.targets import TARGET_FILES, builder
+from expc.outputs.vectors import build_vectors
+from expc.pipeline.link import Catalog, Reference, build
+from expc.pipeline.lint import lint
+from expc.pipeline.parallel import map_files
+from expc.pipeline.traffic import TrafficRow, effective_traffic, traffic_rows
+from expc.pipeline.validate import check_object
+from expc.reading.load import (
     Loaded,
     decode_source,
     definition_files,
@@ -30,15 +38,8 @@ from compiler.load import (
     read_source,
     refuse_name,
 )
-from compiler.model import Project
-from compiler.owners import codeowners
-from compiler.parallel import map_files
-from compiler.schema import schemas
-from compiler.source import SourceFile
-from compiler.targets import TARGET_FILES, builder
-from compiler.traffic import TrafficRow, effective_traffic, traffic_rows
-from compiler.validate import check_object
-from compiler.vectors import build_vectors
+from expc.reading.model import Project
+from expc.reading.source import SourceFile
 
 
 class UsageError(Exception):

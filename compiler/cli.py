@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from compiler import __version__, api
-from compiler.diagnostics import (
+from expc import __version__, api
+from expc.diagnostics import (
     Diagnostic,
     Severity,
     github_annotation,
@@ -27,10 +27,10 @@ from compiler.diagnostics import (
     render_json,
     render_text,
 )
-from compiler.evaluate import BundleError, Evaluator
-from compiler.files import OutputError, write_outputs
-from compiler.render_graph import render_dot, render_mermaid
-from compiler.traffic import format_share
+from expc.outputs.files import OutputError, write_outputs
+from expc.outputs.graph_text import render_dot, render_mermaid
+from expc.pipeline.traffic import format_share
+from expc.sdk.evaluate import BundleError, Evaluator
 
 # Modules only one command needs (the check and its jinja2 reports, init, serve,
 # simulate) are imported inside that command: `validate` starts faster without them.
@@ -219,7 +219,7 @@ def _outcome(kind: str, variant: str | None) -> str:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from compiler.simulate import simulate
+    from expc.tools.simulate import simulate
 
     snapshot = _valid_snapshot(args)
     assert snapshot.catalog is not None
@@ -247,7 +247,8 @@ CHECK_FORMATS = ["github", "json", "markdown", "text"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from compiler import check, report
+    from expc.check import report
+    from expc.check import run as check
 
     renderers = {
         "text": report.render_text,
@@ -275,7 +276,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from compiler import rules
+    from expc.check import rules
 
     if args.code:
         found = rules.find(args.code)
@@ -290,7 +291,7 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from compiler.init import GENERATED, init
+    from expc.tools.init import GENERATED, init
 
     written = init(Path(args.directory), args.action)
     for path in written.scaffold:
@@ -304,7 +305,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from compiler.serve import LOG, make_server, printable
+    from expc.tools.serve import LOG, make_server, printable
 
     if not 0 <= args.port <= 65535:
         raise api.UsageError(f"--port {args.port}: a port is 0-65535 (0: any free port)")
@@ -455,7 +456,7 @@ def _fail(status: int, kind: str, message: str, fmt: str) -> int:
     elif fmt == "github":
         print(github_annotation("error", None, f"expc {label}", message))
     elif fmt == "markdown":
-        from compiler.report import render_failure
+        from expc.check.report import render_failure
 
         sys.stdout.write(render_failure(label, message))
     return status

@@ -6,7 +6,7 @@ W3xx: warnings. The check stage (previous vs current) will use its own range.
 
 from __future__ import annotations
 
-from compiler.diagnostics import Code, Severity
+from expc.diagnostics import Code, Severity
 
 _E = Severity.ERROR
 _W = Severity.WARNING

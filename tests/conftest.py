@@ -69,11 +69,11 @@ def expc(
 ) -> subprocess.CompletedProcess[str]:
     """`expc ARGUMENTS` as a separate process in `cwd`, exactly as a user runs it."""
     return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", *arguments],
+        [sys.executable, "-m", "expc", *arguments],
         cwd=cwd,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={**os.environ, **(env or {})},
         check=False,
     )
 

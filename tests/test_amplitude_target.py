@@ -17,14 +17,13 @@ from typing import Any
 
 import pytest
 from conftest import CASES, REPO
+from expc import api, cli
+from expc.outputs.bundle_types import Bundle
+from expc.outputs.targets import amplitude
+from expc.outputs.targets.amplitude import ExportError, export, to_dnf
+from expc.sdk.conditions import as_number, as_version
+from expc.sdk.evaluate import Evaluator
 from ruamel.yaml import YAML
-
-from compiler import api, cli
-from compiler.bundle_types import Bundle
-from compiler.conditions import as_number, as_version
-from compiler.evaluate import Evaluator
-from compiler.targets import amplitude
-from compiler.targets.amplitude import ExportError, export, to_dnf
 
 engine_module = pytest.importorskip("amplitude_experiment.evaluation.engine")
 types_module = pytest.importorskip("amplitude_experiment.evaluation.types")

@@ -7,13 +7,12 @@ import sys
 
 import pytest
 from conftest import REPO
+from expc.sdk.evaluate import Evaluator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.evaluate import Evaluator
-
 np = pytest.importorskip("numpy")
-from compiler.batch import assign  # noqa: E402
+from expc.sdk.batch import assign  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from scenario import scenario_bundle  # noqa: E402

@@ -5,10 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
-from compiler.bucketing import (
+from expc.sdk.bucketing import (
     FULL,
     POINTS,
     alloc,
@@ -19,6 +16,8 @@ from compiler.bucketing import (
     point,
     ranges,
 )
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES
-
-from compiler import api, cli
+from expc import api, cli
 
 
 def _cases(family: str) -> list[Path]:
@@ -60,7 +59,7 @@ def test_warning_case(case: Path, update_expected: bool, monkeypatch: pytest.Mon
 
 
 def test_every_validate_code_has_a_case() -> None:
-    from compiler.codes import ALL_CODES
+    from expc.codes import ALL_CODES
 
     seen = "".join(
         (case / "expected.txt").read_text(encoding="utf-8")
@@ -73,8 +72,7 @@ def test_every_validate_code_has_a_case() -> None:
 
 def test_every_code_is_documented() -> None:
     from conftest import REPO
-
-    from compiler.codes import ALL_CODES
+    from expc.codes import ALL_CODES
 
     documented = (REPO / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     missing = [

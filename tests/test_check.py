@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES
-
-from compiler import cli, rules
+from expc import cli
+from expc.check import rules
 
 CHECK_CASES = sorted(p for p in (CASES / "check").iterdir() if p.is_dir())
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO, expc, git
-
-from compiler import cli, report
-from compiler.check import run
+from expc import cli
+from expc.check import report
+from expc.check.run import run
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO, expc
-
-from compiler import cli, files
+from expc import cli
+from expc.outputs import files
 
 
 @pytest.fixture
@@ -87,8 +87,8 @@ def test_json_and_github_formats() -> None:
 
 
 def test_github_annotations_escape_newlines_and_percent() -> None:
-    from compiler.codes import INVALID_VALUE
-    from compiler.diagnostics import Span, make, render_github
+    from expc.codes import INVALID_VALUE
+    from expc.diagnostics import Span, make, render_github
 
     diagnostic = make(INVALID_VALUE, "50% off", Span("a,b:c.yaml"), ["note\n::error::injected"])
     text = render_github([diagnostic])
@@ -286,7 +286,7 @@ def test_check_against_an_empty_or_malformed_reference_is_a_usage_error(project:
     assert empty.returncode == cli.EXIT_USAGE and "--against is empty" in empty.stderr
     bundle = json.loads((project / "generated" / "bundle.json").read_text())
     bundle["flags"][0]["variants"] = "not a list"
-    from compiler.evaluate import content_id_of
+    from expc.sdk.evaluate import content_id_of
 
     bundle["release"]["content_id"] = content_id_of(bundle)  # valid id, malformed flags
     (project / "released.json").write_text(json.dumps(bundle))
@@ -319,11 +319,11 @@ def test_a_killed_compile_leaves_no_worker_behind(tmp_path: Path, signal_number:
 
     definitions = generate(3_000, tmp_path / "big")
     process = subprocess.Popen(
-        [sys.executable, "-m", "compiler.cli", "compile", str(definitions)],
+        [sys.executable, "-m", "expc", "compile", str(definitions)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO), "EXPC_JOBS": "2"},
+        env={**os.environ, "EXPC_JOBS": "2"},
     )
     deadline = time.monotonic() + 60
     workers: list[int] = []

@@ -18,12 +18,11 @@ from typing import Any
 import mmh3
 import pytest
 from conftest import CASES, REPO
+from expc import api
+from expc.sdk.bucketing import POINTS, basis_points, boundary, hash_value, point
+from expc.sdk.evaluate import BundleError, Evaluator, content_id_of, parse_bundle
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from compiler import api
-from compiler.bucketing import POINTS, basis_points, boundary, hash_value, point
-from compiler.evaluate import BundleError, Evaluator, content_id_of, parse_bundle
 
 BUNDLE = REPO / "generated" / "bundle.json"
 
@@ -37,16 +36,38 @@ def _first_user(test: Any, prefix: str = "user") -> str:
     return next(f"{prefix}-{i}" for i in range(100_000) if test(f"{prefix}-{i}"))
 
 
-def test_evaluator_imports_only_the_standard_library_and_mmh3() -> None:
+def test_the_sdk_imports_only_the_standard_library_and_mmh3() -> None:
     code = (
-        "import sys, compiler.evaluate; "
-        "heavy = {'pydantic', 'networkx', 'jinja2', 'ruamel', 'numpy'} & "
-        "{m.split('.')[0] for m in sys.modules}; print(sorted(heavy))"
+        "import sys, expc.sdk, expc.sdk.conditions, expc.sdk.bucketing; "
+        "heavy = {'pydantic', 'networkx', 'jinja2', 'ruamel', 'numpy', 'typing_extensions'} & "
+        "{m.split('.')[0] for m in sys.modules}; "
+        "compiler = sorted(m for m in sys.modules if m.startswith('expc.') "
+        "and not m.startswith('expc.sdk')); print(sorted(heavy), compiler)"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
-    assert out.stdout.strip() == "[]"
+    assert out.stdout.strip() == "[] []"
+
+
+def test_no_sdk_module_imports_the_compiler() -> None:
+    """The runtime SDK stands alone: an application can vendor compiler/sdk/ by itself."""
+    import ast
+
+    for path in sorted((REPO / "compiler" / "sdk").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = [
+            node.module
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.module
+        ] + [
+            alias.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        ]
+        outside = [m for m in imported if m.startswith("expc") and not m.startswith("expc.sdk")]
+        assert outside == [], f"{path.name} imports {outside}"
 
 
 def test_loads_from_path_bytes_text_and_dict() -> None:
@@ -286,7 +307,7 @@ def test_eval_command_survives_a_lone_surrogate_in_the_user_id() -> None:
     # mmh3 5.3.1 crashed the process (SIGSEGV) on a lone surrogate.
     run = subprocess.run(
         [
-            *(sys.executable, "-m", "compiler.cli", "eval", '{"user_id": "\\ud800"}'),
+            *(sys.executable, "-m", "expc", "eval", '{"user_id": "\\ud800"}'),
             *("--bundle", str(BUNDLE), "--flag", "search-typo-tolerance", "--explain"),
         ],
         capture_output=True,

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-from compiler import api, cli
-from compiler.bundle import bundle_json
-from compiler.evaluate import content_id_of
+from expc import api, cli
+from expc.outputs.bundle import bundle_json
+from expc.sdk.evaluate import content_id_of
 
 DEFINITIONS = REPO / "definitions"
 

@@ -27,12 +27,11 @@ from typing import Any
 
 import pytest
 from conftest import REPO, fuzz_examples
+from expc.sdk.evaluate import BundleError, Evaluator, Result, content_id_of, parse_bundle
+from expc.sdk.poller import BundlePoller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_poller import GOOD, GOOD_ID, OTHER, OTHER_ID, RawServer, ok, wait_until
-
-from compiler.evaluate import BundleError, Evaluator, Result, content_id_of, parse_bundle
-from compiler.poller import BundlePoller
 
 BUNDLE = json.loads((REPO / "generated" / "bundle.json").read_text(encoding="utf-8"))
 EVALUATOR = Evaluator(BUNDLE)
@@ -260,7 +259,7 @@ ids = st.text(st.characters() | surrogate, max_size=12) | st.sampled_from(
 @settings(max_examples=fuzz_examples(150))
 @given(st.lists(ids, min_size=1, max_size=30))
 def test_batch_agrees_with_scalar_for_ids_with_surrogates(user_ids: list[str]) -> None:
-    from compiler.batch import assign
+    from expc.sdk.batch import assign
 
     assignment = assign(EVALUATOR, user_ids)
     for row, user_id in enumerate(user_ids):

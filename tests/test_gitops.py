@@ -14,9 +14,9 @@ from unittest.mock import ANY
 
 import pytest
 from conftest import REPO, git
+from expc import __version__, cli
+from expc.check import report
 from ruamel.yaml import YAML
-
-from compiler import __version__, cli, report
 
 ACTIONLINT = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
 needs_actionlint = pytest.mark.skipif(
@@ -241,10 +241,10 @@ def test_init_that_fails_half_way_leaves_nothing_behind(tmp_path: Path) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
     result = subprocess.run(
-        [sys.executable, "-m", "compiler.cli", "init", str(tmp_path / "config")],
+        [sys.executable, "-m", "expc", "init", str(tmp_path / "config")],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),
         preexec_fn=files_up_to_4_kib,
         check=False,
     )

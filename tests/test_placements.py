@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import pytest
 from conftest import CASES
-
-from compiler import api
-from compiler.evaluate import Evaluator
+from expc import api
+from expc.sdk.evaluate import Evaluator
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 from conftest import CASES, REPO
-
-from compiler import api
-from compiler.evaluate import Evaluator
-from compiler.poller import BundlePoller, PollerState, printable
+from expc import api
+from expc.sdk.evaluate import Evaluator
+from expc.sdk.poller import BundlePoller, PollerState, printable
 
 GOOD = (REPO / "generated" / "bundle.json").read_bytes()
 GOOD_ID = json.loads(GOOD)["release"]["content_id"]

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-
-from compiler.serve import make_server
+from expc.tools.serve import make_server
 
 
 @dataclass
@@ -206,11 +205,11 @@ def test_a_burst_of_200_connections_is_queued_not_dropped(tmp_path: Path) -> Non
 
 def expc(*arguments: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "compiler.cli", *arguments],
+        [sys.executable, "-m", "expc", *arguments],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),
     )
 
 

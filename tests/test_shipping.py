@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO
-
-from compiler import api
-from compiler.poller import BundlePoller
-from compiler.serve import make_server
+from expc import api
+from expc.sdk.poller import BundlePoller
+from expc.tools.serve import make_server
 
 
 @pytest.fixture

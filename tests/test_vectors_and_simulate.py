@@ -9,12 +9,11 @@ from pathlib import Path
 import mmh3
 import pytest
 from conftest import REPO
-
-from compiler import api, cli
-from compiler.bucketing import POINTS, alloc, hash_value, point
-from compiler.bundle import vectors_json
-from compiler.evaluate import Evaluator
-from compiler.simulate import simulate
+from expc import api, cli
+from expc.outputs.bundle import vectors_json
+from expc.sdk.bucketing import POINTS, alloc, hash_value, point
+from expc.sdk.evaluate import Evaluator
+from expc.tools.simulate import simulate
 
 VECTORS = json.loads((REPO / "generated" / "vectors.json").read_text(encoding="utf-8"))
 BUNDLE = json.loads((REPO / "generated" / "bundle.json").read_text(encoding="utf-8"))

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO
-
-from compiler import api
-from compiler.evaluate import Evaluator
-from compiler.load import MAX_FILE_BYTES
-from compiler.source import SourceFile
-from compiler.yaml_values import MAX_DEPTH, SourceError
+from expc import api
+from expc.reading.load import MAX_FILE_BYTES
+from expc.reading.source import SourceFile
+from expc.reading.yaml_values import MAX_DEPTH, SourceError
+from expc.sdk.evaluate import Evaluator
 
 
 def test_country_codes_and_variant_names_stay_strings() -> None:
@@ -148,7 +147,7 @@ def test_positions_are_never_composed_from_text_past_the_limits() -> None:
     # ruamel's composer recurses in C once per level: a deep text that did not pass
     # through `parse` would crash the process, so `locate` answers (1, 1) instead.
     script = (
-        "from compiler.source import SourceFile\n"
+        "from expc.reading.source import SourceFile\n"
         "text = 'a: ' + '[' * 30000 + ']' * 30000 + '\\n'\n"
         "print(*SourceFile('x.yaml', text).locate(('a', 0)))\n"
     )
@@ -291,11 +290,11 @@ def test_folders_nest_deeper_than_python_recurses(tmp_path: Path) -> None:
 
 def _validate(definitions: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "compiler.cli", "validate", "definitions"],
+        [sys.executable, "-m", "expc", "validate", "definitions"],
         cwd=definitions.parent,
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),
         check=False,
     )
 

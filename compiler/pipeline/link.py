@@ -1,0 +1,305 @@
+"""The dependency graph of one snapshot: a thin wrapper over `networkx.DiGraph`.
+
+Edges run from what is evaluated first to what depends on it: holdout -> member,
+group -> slot member, prerequisite -> dependent, cohort -> user of it. Each edge keeps
+the reference that made it, so a diagnostic can point at the line that wrote it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import networkx as nx
+from expc import codes
+from expc.diagnostics import Diagnostic, Span, make
+from expc.reading.load import Loaded, a_or_an, did_you_mean
+from expc.reading.model import AllOf, AnyOf, Audience, Cohort, Condition, Experiment, Holdout, Mutex
+
+Path = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """`owner` names `target` (of one of `kinds`) at `path` in its file."""
+
+    owner: Loaded
+    target: str
+    kinds: tuple[str, ...]
+    path: Path
+    relation: str
+    # True when the target is evaluated before the owner (prerequisite, cohort).
+    upstream: bool
+
+    @property
+    def span(self) -> Span:
+        return self.owner.span(*self.path)
+
+    @property
+    def edge(self) -> tuple[str, str]:
+        owner = self.owner.definition.key
+        return (self.target, owner) if self.upstream else (owner, self.target)
+
+
+@dataclass
+class Catalog:
+    """All objects of a snapshot by key, their graph, and the group structure."""
+
+    objects: dict[str, Loaded]
+    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    # group key -> (parent group key, slot index in the parent)
+    parent: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # experiment or group key -> [(holdout key, index in members)]
+    holdouts_of: dict[str, list[str]] = field(default_factory=dict)
+    # experiment key -> [(group key, slot index)] of the groups holding it directly
+    slots_of: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+
+    def group_chain(self, group: str) -> list[str]:
+        """The group and its ancestors, innermost first."""
+        chain = [group]
+        while chain[-1] in self.parent and len(chain) <= len(self.parent) + 1:
+            chain.append(self.parent[chain[-1]][0])
+        return chain
+
+    def groups_above(self, key: str) -> list[str]:
+        """Every group an experiment sits in, directly or through nesting, in order."""
+        seen: dict[str, None] = {}
+        for group, _slot in self.slots_of.get(key, []):
+            for ancestor in self.group_chain(group):
+                seen.setdefault(ancestor)
+        return list(seen)
+
+    def holdouts_covering(self, key: str) -> list[str]:
+        """Holdouts covering an experiment, directly or through any group above it."""
+        seen: dict[str, None] = {}
+        for target in [key, *self.groups_above(key)]:
+            for holdout in self.holdouts_of.get(target, []):
+                seen.setdefault(holdout)
+        return sorted(seen)
+
+    def topological_order(self) -> list[str]:
+        return list(nx.lexicographical_topological_sort(self.graph))
+
+
+def _condition_references(
+    owner: Loaded, node: AllOf | AnyOf | Condition, path: Path
+) -> Iterator[Reference]:
+    if isinstance(node, AllOf | AnyOf):
+        word = "all" if isinstance(node, AllOf) else "any"
+        for index, child in enumerate(node.all if isinstance(node, AllOf) else node.any):
+            yield from _condition_references(owner, child, (*path, word, index))
+    elif node.op in ("in_cohort", "not_in_cohort"):
+        for index, value in enumerate(node.values):
+            yield Reference(
+                owner, str(value), ("cohort",), (*path, "values", index), "targeting", True
+            )
+
+
+def _audience_references(owner: Loaded, audience: Audience, path: Path) -> Iterator[Reference]:
+    for index, cohort in enumerate(audience.cohorts):
+        yield Reference(owner, cohort, ("cohort",), (*path, "cohorts", index), "audience", True)
+
+
+def references(owner: Loaded) -> Iterator[Reference]:
+    definition = owner.definition
+    if isinstance(definition, Experiment):
+        path: Path
+        for index, prerequisite in enumerate(definition.prerequisites):
+            path = ("prerequisites", index, "experiment")
+            yield Reference(
+                owner, prerequisite.experiment, ("experiment",), path, "prerequisite", True
+            )
+        if definition.targeting is not None:
+            yield from _condition_references(owner, definition.targeting, ("targeting",))
+        for variant, audience in definition.overrides.items():
+            yield from _audience_references(owner, audience, ("overrides", variant))
+    elif isinstance(definition, Mutex):
+        for index, slot in enumerate(definition.slots):
+            if slot.experiment is not None:
+                path = ("slots", index, "experiment")
+                yield Reference(
+                    owner, slot.experiment, ("experiment",), path, f"slot {index + 1}", False
+                )
+            if slot.group is not None:
+                path = ("slots", index, "group")
+                yield Reference(owner, slot.group, ("mutex",), path, f"slot {index + 1}", False)
+        for number, audience in definition.pinned.items():
+            yield from _audience_references(owner, audience, ("pinned", str(number)))
+    elif isinstance(definition, Holdout):
+        for index, key in enumerate(definition.members.experiments):
+            path = ("members", "experiments", index)
+            yield Reference(owner, key, ("experiment",), path, "holdout member", False)
+        for index, key in enumerate(definition.members.groups):
+            yield Reference(
+                owner, key, ("mutex",), ("members", "groups", index), "holdout member", False
+            )
+        yield from _audience_references(owner, definition.include, ("include",))
+        yield from _audience_references(owner, definition.exclude, ("exclude",))
+    elif isinstance(definition, Cohort) and definition.match is not None:
+        yield from _condition_references(owner, definition.match, ("match",))
+
+
+def build(
+    objects: dict[str, Loaded], invalid: set[str] | frozenset[str] = frozenset()
+) -> tuple[Catalog, list[Diagnostic]]:
+    """Link references, record the group structure and report what cannot be linked.
+
+    References to `invalid` keys (files that failed to load, with errors of their own)
+    are skipped rather than reported as unknown."""
+    catalog = Catalog(objects)
+    diagnostics: list[Diagnostic] = []
+    for key in sorted(objects):
+        if objects[key].definition.kind != "project":
+            catalog.graph.add_node(key, kind=objects[key].definition.kind)
+    keys_by_kind: dict[str, list[str]] = {}
+    for key, loaded in objects.items():
+        keys_by_kind.setdefault(loaded.definition.kind, []).append(key)
+    group_references: dict[str, list[Reference]] = {}
+    for key in sorted(objects):
+        for reference in references(objects[key]):
+            target = objects.get(reference.target)
+            if target is None and reference.target in invalid:
+                continue
+            if target is None:
+                candidates = [k for kind in reference.kinds for k in keys_by_kind.get(kind, [])]
+                diagnostics.append(
+                    make(
+                        codes.UNKNOWN_REFERENCE,
+                        f"unknown {' or '.join(reference.kinds)} '{reference.target}'"
+                        f"{did_you_mean(reference.target, candidates)}",
+                        reference.span,
+                    )
+                )
+                continue
+            if target.definition.kind not in reference.kinds:
+                diagnostics.append(
+                    make(
+                        codes.WRONG_KIND_REFERENCE,
+                        f"'{reference.target}' is {a_or_an(target.definition.kind)}, but "
+                        f"{a_or_an(' or '.join(reference.kinds))} is expected here",
+                        reference.span,
+                    )
+                )
+                continue
+            if catalog.graph.has_edge(*reference.edge):
+                # One experiment in two slots of a group: one edge, every reference kept.
+                catalog.graph.edges[reference.edge]["references"].append(reference)
+            else:
+                catalog.graph.add_edge(*reference.edge, reference=reference, references=[reference])
+            _record_structure(catalog, reference, group_references)
+    diagnostics.extend(_prerequisite_variants(objects))
+    diagnostics.extend(_placed_twice_through_cohorts(objects))
+    diagnostics.extend(_two_parents(group_references))
+    diagnostics.extend(_cycles(catalog))
+    return catalog, diagnostics
+
+
+def _record_structure(
+    catalog: Catalog, reference: Reference, groups: dict[str, list[Reference]]
+) -> None:
+    owner = reference.owner.definition.key
+    if reference.relation.startswith("slot"):
+        slot = int(reference.path[1])
+        if reference.kinds == ("mutex",):
+            groups.setdefault(reference.target, []).append(reference)
+            catalog.parent.setdefault(reference.target, (owner, slot))
+        else:
+            catalog.slots_of.setdefault(reference.target, []).append((owner, slot))
+    elif reference.relation == "holdout member":
+        catalog.holdouts_of.setdefault(reference.target, []).append(owner)
+
+
+def _prerequisite_variants(objects: dict[str, Loaded]) -> Iterator[Diagnostic]:
+    for key in sorted(objects):
+        owner = objects[key]
+        if not isinstance(owner.definition, Experiment):
+            continue
+        for index, prerequisite in enumerate(owner.definition.prerequisites):
+            target = objects.get(prerequisite.experiment)
+            if target is None or not isinstance(target.definition, Experiment):
+                continue  # reported as an unknown reference
+            names = [v.key for v in target.definition.variants]
+            for position, variant in enumerate(prerequisite.variants):
+                if variant not in names:
+                    yield make(
+                        codes.UNKNOWN_VARIANT,
+                        f"experiment '{prerequisite.experiment}' has no variant '{variant}'"
+                        f"{did_you_mean(variant, names)}",
+                        owner.span("prerequisites", index, "variants", position),
+                    )
+
+
+def _placed_twice_through_cohorts(objects: dict[str, Loaded]) -> Iterator[Diagnostic]:
+    """A user sent to two slots (or variants) where one of the two places names them
+    through a cohort's explicit `users`: knowable before any user arrives, so an error
+    (places named directly twice are reported by `validate`)."""
+    for key in sorted(objects):
+        owner = objects[key]
+        definition = owner.definition
+        if isinstance(definition, Mutex):
+            field, word, verb = "pinned", "slot", "pinned to"
+            audiences = {str(number): a for number, a in sorted(definition.pinned.items())}
+        elif isinstance(definition, Experiment):
+            field, word, verb = "overrides", "variant", "overridden to"
+            audiences = dict(definition.overrides)
+        else:
+            continue
+        first: dict[str, tuple[str, str | None]] = {}  # user -> (place, cohort or None)
+        for place, audience in audiences.items():
+            sources: list[tuple[str, str | None, Path]] = [
+                (user, None, (field, place, "users", index))
+                for index, user in enumerate(audience.users)
+            ]
+            for index, named in enumerate(audience.cohorts):
+                cohort = objects.get(named)
+                if cohort is not None and isinstance(cohort.definition, Cohort):
+                    path: Path = (field, place, "cohorts", index)
+                    sources += [(user, named, path) for user in cohort.definition.users]
+            for user, via, path in sources:
+                earlier = first.setdefault(user, (place, via))
+                if earlier[0] == place or earlier[1] == via:
+                    continue  # one place, or a repeat `validate` reports (E205 too)
+                yield make(
+                    codes.PINNED_TWICE,
+                    f"user '{user}' is {verb} {word} {earlier[0]} {_through(earlier[1])} and "
+                    f"{word} {place} {_through(via)}; a user goes to one {word}: "
+                    "remove one of the two",
+                    owner.span(*path),
+                )
+
+
+def _through(cohort: str | None) -> str:
+    return "directly" if cohort is None else f"through cohort '{cohort}'"
+
+
+def _two_parents(group_references: dict[str, list[Reference]]) -> Iterator[Diagnostic]:
+    for group, places in sorted(group_references.items()):
+        for extra in places[1:]:
+            first = places[0]
+            yield make(
+                codes.GROUP_TWO_PARENTS,
+                f"group '{group}' is already nested in {first.relation} of "
+                f"'{first.owner.definition.key}' ({first.span}); a group has one parent",
+                extra.span,
+            )
+
+
+def _cycles(catalog: Catalog) -> Iterator[Diagnostic]:
+    graph = catalog.graph
+    for component in sorted(nx.strongly_connected_components(graph), key=min):
+        if len(component) == 1:
+            (only,) = component
+            if not graph.has_edge(only, only):
+                continue
+        edges = nx.find_cycle(graph.subgraph(component), source=min(component))
+        hops = [graph.edges[a, b]["reference"] for a, b in edges]
+        path = " -> ".join([edges[0][0], *(b for _a, b in edges)])
+        yield make(
+            codes.CYCLE,
+            f"dependency cycle: {path}; break one of these references",
+            hops[0].span,
+            [
+                f"{hop.span}: {a} -> {b} ({hop.relation})"
+                for hop, (a, b) in zip(hops, edges, strict=True)
+            ],
+        )
