@@ -1,15 +1,15 @@
-"""The command line: parse arguments, call the library, print, map to exit codes.
+"""The command line: parse arguments, call the library (`api`), print, map to exit codes.
 
 Exit codes: 0 success, 1 blocking findings (or stale outputs with --check),
-2 usage or input error, 3 internal error.
+2 usage or input error, 3 internal error. Whatever stops a command, it answers in the
+`--format` it was asked for.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import os
-import subprocess
 import sys
 import traceback
 from collections.abc import Sequence
@@ -17,193 +17,107 @@ from pathlib import Path
 from typing import NoReturn
 
 from expc import __version__, api
-from expc.diagnostics import (
-    Diagnostic,
-    Severity,
-    github_annotation,
-    printable,
-    promote_warnings,
-    render_github,
-    render_json,
-    render_text,
-)
-from expc.outputs.files import OutputError, write_outputs
-from expc.outputs.graph_text import render_dot, render_mermaid
-from expc.pipeline.traffic import format_share
-from expc.sdk.evaluate import BundleError, Evaluator
+from expc.diagnostics import promote_warnings
+from expc.errors import UsageError
+from expc.pipeline.snapshot import Rejected, Snapshot, collection_paused
+from expc.render import FORMATS, Report, counted, render, render_failure
+from expc.shares import percent
 
 # Modules only one command needs (the check and its jinja2 reports, init, serve,
-# simulate) are imported inside that command: `validate` starts faster without them.
+# simulate, the evaluator) are imported inside that command: `validate` starts faster.
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
-RENDERERS = {"text": render_text, "json": render_json, "github": render_github}
+
+def _print_report(report: Report, fmt: str) -> int:
+    """A report on stdout, or in the text format on stderr when it blocks; the exit code."""
+    text = render(report, fmt)
+    stream = sys.stderr if fmt == "text" and report.blocking else sys.stdout
+    if report.diagnostics or fmt != "text":
+        stream.write(text)
+    return EXIT_FINDINGS if report.blocking else EXIT_OK
 
 
-def _snapshot(args: argparse.Namespace) -> tuple[api.Snapshot, list[Diagnostic]]:
-    snapshot = api.load_snapshot(Path(args.definitions), api.display_root(args.definitions))
-    diagnostics = snapshot.diagnostics
-    if getattr(args, "strict", False):
-        diagnostics = promote_warnings(diagnostics)
-    return snapshot, diagnostics
+def _valid(args: argparse.Namespace) -> Snapshot:
+    """The snapshot, for commands that need valid definitions; prints why not."""
+    result = api.load(Path(args.definitions), getattr(args, "strict", False))
+    if isinstance(result, Rejected):
+        _print_report(counted(result.diagnostics), "text")
+        raise _StoppedError(EXIT_FINDINGS)
+    return result
 
 
-class _DefinitionsError(Exception):
-    """The definitions have errors (already printed): exit 1."""
+class _StoppedError(Exception):
+    """The command has printed why it stops; exit with `status`."""
 
-
-def _valid_snapshot(args: argparse.Namespace) -> api.Snapshot:
-    """The snapshot, for commands that need valid definitions; prints errors if not."""
-    snapshot, diagnostics = _snapshot(args)
-    if any(d.blocking for d in diagnostics):
-        _report(diagnostics, "text")
-        raise _DefinitionsError
-    return snapshot
-
-
-def _report(diagnostics: list[Diagnostic], fmt: str) -> int:
-    output = RENDERERS[fmt](diagnostics)
-    blocking = any(d.blocking for d in diagnostics)
-    stream = sys.stderr if fmt == "text" and blocking else sys.stdout
-    if diagnostics or fmt != "text":
-        stream.write(output)
-    return EXIT_FINDINGS if blocking else EXIT_OK
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    _snapshot_, diagnostics = _snapshot(args)
-    status = _report(diagnostics, args.format)
+    validation = api.validate(Path(args.definitions), args.strict)
+    status = _print_report(validation.report, args.format)
     if status == EXIT_OK and args.format == "text":
-        print(f"ok: {len(_snapshot_.objects)} definitions in {args.definitions}")
+        print(f"ok: {validation.objects} definitions in {args.definitions}")
     return status
 
 
-def _source_commit(requested: str | None, root: Path) -> str | None:
-    if requested != "auto":
-        return requested
-    try:
-        result = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return result.stdout.strip() or None
-
-
 def cmd_compile(args: argparse.Namespace) -> int:
-    snapshot, diagnostics = _snapshot(args)
-    definitions = Path(args.definitions)
-    out_dir = Path(args.out) if args.out else api.default_out_dir(definitions)
-    history, problems = api.current_ledger(out_dir)
-    diagnostics = [*diagnostics, *problems]
-    if any(d.blocking for d in diagnostics):
-        _report(diagnostics, "text")
+    compilation = api.compile_release(
+        Path(args.definitions),
+        Path(args.out) if args.out else None,
+        check_only=args.check,
+        targets=args.target,
+        source_commit=args.source_commit,
+        strict=args.strict,
+    )
+    if compilation.diagnostics:
+        _print_report(counted(compilation.diagnostics), "text")
+    if compilation.refused is not None:
+        print(f"expc: {compilation.refused}", file=sys.stderr)
+    if compilation.blocking:
         print("nothing written: fix the errors above first", file=sys.stderr)
         return EXIT_FINDINGS
-    if diagnostics:
-        _report(diagnostics, "text")
-    commit = _source_commit(args.source_commit, definitions)
-    try:
-        files = api.outputs(snapshot, commit, args.target, history)
-    except api.TargetError as error:
-        print(f"expc: {error}", file=sys.stderr)
-        print("nothing written", file=sys.stderr)
-        return EXIT_FINDINGS
+    out = compilation.out
     if args.check:
-        stale = api.stale_files(out_dir, files)
-        for name in stale:
-            print(f"{out_dir / name}: stale; run 'expc compile' and commit the result")
-        if stale:
+        for name in compilation.written:
+            print(f"{out / name}: stale; run 'expc compile' and commit the result")
+        if compilation.written:
             return EXIT_FINDINGS
-        print(f"ok: {out_dir} is current")
+        print(f"ok: {out} is current")
         return EXIT_OK
-    try:
-        written = write_outputs(out_dir, files)
-    except OutputError as error:
-        raise api.UsageError(f"{error}; nothing written") from error
-    flags = sum(1 for o in snapshot.objects.values() if o.definition.kind != "cohort") - (
-        snapshot.project is not None
+    print(
+        f"compiled {compilation.flags} flags from {args.definitions} into {out} "
+        f"({len(compilation.written)} file(s) changed)"
     )
-    print(f"compiled {flags} flags from {args.definitions} into {out_dir}", end="")
-    print(f" ({len(written)} file(s) changed)")
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    snapshot = _valid_snapshot(args)
-    render = render_mermaid if args.format == "mermaid" else render_dot
-    sys.stdout.write(render(snapshot))
+    from expc.outputs.graph_text import render_dot, render_mermaid
+
+    graph = api.graph(_valid(args))
+    sys.stdout.write(render_mermaid(graph) if args.format == "mermaid" else render_dot(graph))
     return EXIT_OK
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
-    snapshot = _valid_snapshot(args)
+    rows = api.traffic(_valid(args))
     print(f"{'experiment':40} {'state':10} {'share':>10}  (of all users, before targeting)")
-    for row in api.traffic_table(snapshot):
-        share = ("<= " if row.at_most and row.serving else "") + format_share(row.share)
+    for row in rows:
+        share = ("<= " if row.at_most and row.serving else "") + percent(row.share, trim=True)
         note = ""
         if not row.serving:
             bound = "at most " if row.at_most else ""
-            note = "not serving" + (
-                f"; {bound}{format_share(row.if_running)} once running"
-                if row.state == "draft"
-                else ""
-            )
+            once = f"; {bound}{percent(row.if_running, trim=True)} once running"
+            note = "not serving" + (once if row.state == "draft" else "")
         elif row.at_most:
             note = "at most: it also needs a prerequisite's variant"
         print(f"{row.key:40} {row.state:10} {share:>10}  {note}".rstrip())
-    return EXIT_OK
-
-
-def _evaluator(args: argparse.Namespace) -> Evaluator:
-    if args.bundle:
-        try:
-            return Evaluator.load(args.bundle)
-        except BundleError as error:
-            raise api.UsageError(f"{args.bundle}: {error}") from error
-    return Evaluator.from_compiled(api.bundle(_valid_snapshot(args)))
-
-
-def _user(text: str) -> dict[str, object]:
-    """USER is a JSON object, or the path of a file holding one."""
-    source = text
-    if not text.lstrip().startswith(("{", "[", '"')):
-        try:
-            source = Path(text).read_text(encoding="utf-8")
-        except OSError as error:
-            raise api.UsageError(f"{text}: not a JSON object and not a readable file") from error
-    try:
-        user = json.loads(source)
-    except ValueError as error:
-        raise api.UsageError(f"USER is not valid JSON: {error}") from error
-    if not isinstance(user, dict):
-        raise api.UsageError(
-            'USER must be a JSON object of attributes, e.g. \'{"user_id": "u-1"}\''
-        )
-    return user
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    evaluator = _evaluator(args)
-    user = _user(args.user)
-    if args.flag and args.flag not in evaluator.flag_keys:
-        raise api.UsageError(f"no flag '{args.flag}' in the bundle")
-    results, steps = evaluator.explain(user, args.flag)
-    kinds = {flag.key: flag.kind for flag in evaluator.prepared_flags}
-    shown = [args.flag] if args.flag else list(results)
-    for key in shown:
-        result = results[key]
-        print(f"{key:40} {_outcome(kinds[key], result.variant):24} {result.reason}")
-        if args.explain:
-            for step in steps:
-                if step.flag == key:
-                    print(f"    {step.what:9} {printable(step.detail)}")
     return EXIT_OK
 
 
@@ -218,14 +132,28 @@ def _outcome(kind: str, variant: str | None) -> str:
     return HOLDOUT_OUTCOMES.get(variant, variant) if kind == "holdout" else variant
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from expc.tools.simulate import simulate
+def cmd_eval(args: argparse.Namespace) -> int:
+    from expc.diagnostics import printable
 
-    snapshot = _valid_snapshot(args)
-    assert snapshot.catalog is not None
-    if args.users < 1:
-        raise api.UsageError("-n must be at least 1")
-    run = simulate(snapshot.catalog, api.bundle(snapshot), args.users)
+    bundle_file = Path(args.bundle) if args.bundle else None
+    evaluator = api.evaluator_for(None if bundle_file else _valid(args), bundle_file)
+    user = api.parse_user(args.user)
+    if args.flag and args.flag not in evaluator.flag_keys:
+        raise UsageError(f"no flag '{args.flag}' in the bundle")
+    results, steps = evaluator.explain(user, args.flag)
+    kinds = {flag.key: flag.kind for flag in evaluator.prepared_flags}
+    for key in [args.flag] if args.flag else list(results):
+        result = results[key]
+        print(f"{key:40} {_outcome(kinds[key], result.variant):24} {result.reason}")
+        if args.explain:
+            for step in steps:
+                if step.flag == key:
+                    print(f"    {step.what:9} {printable(step.detail)}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    run = api.simulate(_valid(args), args.users)
     print(f"{run.users:,} synthetic users, targeting off; share observed vs expected (z = 4)")
     print(f"{'object':36} {'what':9} {'observed':>9} {'expected':>9}  interval")
     for share in run.shares:
@@ -243,57 +171,58 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK if run.ok else EXIT_FINDINGS
 
 
-CHECK_FORMATS = ["github", "json", "markdown", "text"]
+CHECK_FORMATS = [*FORMATS, "markdown"]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from expc.check import report
-    from expc.check import run as check
+    from expc.check.run import InvalidDefinitionsError
 
-    renderers = {
-        "text": report.render_text,
-        "json": report.render_json,
-        "github": report.render_github,
-        "markdown": report.render_markdown,
-    }
     try:
-        result = check.run(Path(args.definitions), args.against)
-    except check.InvalidDefinitionsError as invalid:
+        result = api.check(Path(args.definitions), args.against)
+    except InvalidDefinitionsError as invalid:
         # Every format still gets its document: a CI job parsing JSON gets JSON.
-        diagnostics = invalid.snapshot.diagnostics
-        if args.format == "text":
-            _report(diagnostics, "text")
+        diagnostics = invalid.rejected.diagnostics
+        if args.format == "markdown":
+            sys.stdout.write(report.render_invalid(diagnostics))
         else:
-            sys.stdout.write(report.render_invalid(diagnostics, args.format, args.against))
-        raise _DefinitionsError from None
-    sys.stdout.write(renderers[args.format](result))
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if args.format == "github" and summary:
-        with Path(summary).open("a", encoding="utf-8") as stream:
+            summary = counted(diagnostics)
+            document = {**summary.document, "against": args.against, "blocking": True}
+            invalid_report = Report(
+                diagnostics, summary.summary, document={**document, "valid": False, "findings": []}
+            )
+            _print_report(invalid_report, args.format)
+        return EXIT_FINDINGS
+    findings = result.report()
+    if args.strict:
+        findings = dataclasses.replace(findings, diagnostics=promote_warnings(findings.diagnostics))
+    if args.format == "markdown":
+        sys.stdout.write(report.render_markdown(result))
+    else:
+        sys.stdout.write(render(findings, args.format))
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if args.format == "github" and step_summary:
+        with Path(step_summary).open("a", encoding="utf-8") as stream:
             stream.write(report.render_markdown(result))
-    warned = any(f.severity is Severity.WARNING and not f.accepted for f in result.findings)
-    return EXIT_FINDINGS if result.blocking or (args.strict and warned) else EXIT_OK
+    return EXIT_FINDINGS if findings.blocking else EXIT_OK
 
 
 def cmd_rules(args: argparse.Namespace) -> int:
-    from expc.check import rules
-
+    found = api.rules(args.code)
     if args.code:
-        found = rules.find(args.code)
-        if found is None:
-            raise api.UsageError(f"no rule '{args.code}'; `expc rules` lists them")
-        print(f"{found.code} {found.name} ({found.severity})\n")
-        print(found.doc)
+        (code,) = found
+        print(f"{code.id} {code.name} ({code.severity})\n")
+        print(code.doc)
         return EXIT_OK
-    for code, found in sorted(rules.RULES.items()):
-        print(f"{code}  {found.name:38} {found.severity!s:8} {found.summary}")
+    for code in found:
+        print(f"{code.id}  {code.name:38} {code.severity!s:8} {code.summary}")
     return EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from expc.tools.init import GENERATED, init
+    from expc.tools.init import GENERATED
 
-    written = init(Path(args.directory), args.action)
+    written = api.init(Path(args.directory), args.action)
     for path in written.scaffold:
         print(f"created {path}")
     generated = Path(args.directory) / GENERATED
@@ -305,29 +234,18 @@ def cmd_init(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import logging
 
-    from expc.tools.serve import LOG, make_server, printable
+    from expc.tools.serve import LOG, open_server
 
-    if not 0 <= args.port <= 65535:
-        raise api.UsageError(f"--port {args.port}: a port is 0-65535 (0: any free port)")
-    directory = Path(args.directory)
-    if not directory.is_dir():
-        raise api.UsageError(f"{directory}: no such directory; run 'expc compile' first")
-    try:
-        server = make_server(directory, args.host, args.port)
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
-        raise api.UsageError(
-            f"--host '{printable(args.host)}' --port {args.port}: cannot listen there: {reason}"
-        ) from error
+    server = open_server(Path(args.directory), args.host, args.port)
     if not LOG.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         LOG.addHandler(handler)
         LOG.setLevel(logging.INFO)
         LOG.propagate = False
-    print(f"serving {directory} at {server.url} (Ctrl-C stops)", flush=True)
+    print(f"serving {args.directory} at {server.url} (Ctrl-C stops)", flush=True)
     if not server.loopback:
-        warning = f"note: {server.url} is not loopback: other machines can read {directory}"
+        warning = f"note: {server.url} is not loopback: other machines can read {args.directory}"
         print(warning, file=sys.stderr)
     try:
         server.serve_forever()
@@ -336,6 +254,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return EXIT_OK
+
+
+class _ArgumentError(UsageError):
+    """argparse's complaint about the command line, raised instead of printed."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _ArgumentError(f"{message}; see `{self.prog} --help`")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -357,7 +284,7 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     validate = command("validate", "check every definition and print all diagnostics")
-    validate.add_argument("--format", choices=sorted(RENDERERS), default="text")
+    validate.add_argument("--format", choices=FORMATS, default="text")
     validate.set_defaults(run=cmd_validate)
 
     compile_ = command("compile", "write the bundle and schemas into the output directory")
@@ -425,15 +352,6 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-class _ArgumentError(api.UsageError):
-    """argparse's complaint about the command line, raised instead of printed."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise _ArgumentError(f"{message}; see `{self.prog} --help`")
-
-
 def _requested_format(argv: Sequence[str]) -> str:
     """The --format the command line asks for, found even when parsing it fails, so
     that a CI job that parses JSON gets a JSON document for every outcome."""
@@ -447,18 +365,11 @@ def _requested_format(argv: Sequence[str]) -> str:
 
 def _fail(status: int, kind: str, message: str, fmt: str) -> int:
     """Report a problem that stopped the command, in the format that was asked for."""
-    message = printable(message)
-    label = "internal error" if kind == "internal" else "error"
-    print(f"expc: {label}: {message}", file=sys.stderr)
-    if fmt == "json":
-        document = {"version": 1, "error": {"kind": kind, "message": message}, "exit": status}
-        print(json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False))
-    elif fmt == "github":
-        print(github_annotation("error", None, f"expc {label}", message))
-    elif fmt == "markdown":
-        from expc.check.report import render_failure
+    from expc.diagnostics import printable
 
-        sys.stdout.write(render_failure(label, message))
+    label = "internal error" if kind == "internal" else "error"
+    print(f"expc: {label}: {printable(message)}", file=sys.stderr)
+    sys.stdout.write(render_failure(kind, message, status, fmt))
     return status
 
 
@@ -467,18 +378,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt = _requested_format(arguments)
     try:
         args = parser().parse_args(arguments)
-    except api.UsageError as error:
+    except UsageError as error:
         return _fail(EXIT_USAGE, "usage", str(error), fmt)
     # One short-lived run that keeps alive everything it allocates: the cyclic garbage
     # collector would only rescan millions of live objects (a third of the run time).
     # It is switched back on afterwards, for callers that run expc in-process.
-    with api.collection_paused():
+    with collection_paused():
         try:
             status: int = args.run(args)
-        except api.UsageError as error:
+        except UsageError as error:
             return _fail(EXIT_USAGE, "usage", str(error), fmt)
-        except _DefinitionsError:
-            return EXIT_FINDINGS
+        except _StoppedError as stop:
+            return stop.status
         except KeyboardInterrupt:
             return _fail(EXIT_INTERNAL, "internal", "interrupted", fmt)
         except Exception as error:  # the one place a bug becomes an exit code, not a traceback

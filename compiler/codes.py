@@ -1,25 +1,18 @@
-"""Every diagnostic code of the validate stage (one snapshot). Codes are never reused.
+"""The codes of reading, validating, linking and linting one release; the safety
+check's rules (C1xx) register in the same registry from `check.rules`. Codes are never
+reused.
 
 E0xx: reading files; E1xx: the shape of one object; E2xx: objects together;
-W3xx: warnings. The check stage (previous vs current) will use its own range.
+W3xx: warnings. Each is documented in docs/diagnostics.md (a test keeps it so).
 """
 
 from __future__ import annotations
 
-from expc.diagnostics import Code, Severity
+from expc.diagnostics import Severity, define
 
 _E = Severity.ERROR
 _W = Severity.WARNING
-
-ALL_CODES: dict[str, Code] = {}
-
-
-def _code(id_: str, name: str, severity: Severity, summary: str) -> Code:
-    if id_ in ALL_CODES:  # pragma: no cover - caught at import by every test run
-        raise RuntimeError(f"diagnostic code {id_} registered twice")
-    code = Code(id_, name, severity, summary)
-    ALL_CODES[id_] = code
-    return code
+_code = define
 
 
 # Reading files

@@ -1,11 +1,14 @@
-"""The one type for everything that can go wrong for a user, and its text forms."""
+"""The one type for everything that can go wrong for a user, and the one registry of
+codes it carries: compile-time codes (`codes`) and the safety check's rules
+(`check.rules`) alike. How diagnostics are printed is `render`.
+"""
 
 from __future__ import annotations
 
 import enum
-import json
+import inspect
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 def printable(text: str) -> str:
@@ -28,17 +31,13 @@ def _escape(char: str) -> str:
     if named is not None:
         return named
     code = ord(char)
-    return (
-        f"\\x{code:02x}"
-        if code < 0x100
-        else f"\\u{code:04x}"
-        if code < 0x10000
-        else f"\\U{code:08x}"
-    )
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def printable_lines(text: str) -> str:
-    """Like `printable`, but keeps line breaks (the annotation format escapes them)."""
+    """Like `printable`, but keeps line breaks (formats that escape them themselves)."""
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
@@ -50,7 +49,7 @@ class Severity(enum.StrEnum):
 
 @dataclass(frozen=True, order=True)
 class Span:
-    """A place in a definitions file; line and column are 1-based."""
+    """A place in a file; line and column are 1-based."""
 
     path: str
     line: int = 1
@@ -62,12 +61,68 @@ class Span:
 
 @dataclass(frozen=True)
 class Code:
-    """A stable diagnostic code with its kebab-case name; codes are never reused."""
+    """A stable code with its kebab-case name; codes are never reused. `doc` is the
+    long documentation (`expc rules CODE`): a rule's docstring, with its "breaks" and
+    "instead" examples."""
 
     id: str
     name: str
     severity: Severity
     summary: str
+    doc: str = ""
+
+    @property
+    def instead(self) -> str:
+        """The "instead:" paragraph of the documentation, on one line."""
+        if "instead:" not in self.doc:
+            return ""
+        return " ".join(self.doc.split("instead:", 1)[1].split())
+
+
+CODES: dict[str, Code] = {}
+
+
+def register(code: Code) -> Code:
+    """Add a code to the one registry; a code or name used twice fails at import."""
+    if code.id in CODES or any(known.name == code.name for known in CODES.values()):
+        raise RuntimeError(f"diagnostic code {code.id} {code.name} registered twice")
+    CODES[code.id] = code
+    return code
+
+
+def define(id_: str, name: str, severity: Severity, summary: str, doc: str = "") -> Code:
+    return register(Code(id_, name, severity, summary, inspect.cleandoc(doc)))
+
+
+def find_code(code_or_name: str) -> Code | None:
+    """A code by its id or name, in any case (`c101`, `C101`, `live-group-slots-changed`)."""
+    wanted = code_or_name.strip().lower()
+    for code in CODES.values():
+        if wanted in (code.id.lower(), code.name):
+            return code
+    return None
+
+
+@dataclass(frozen=True)
+class CheckFacts:
+    """What a finding of the safety check adds to a diagnostic."""
+
+    key: str  # the object the finding is about
+    fingerprint: str  # what an acknowledgement must name (rule, object, before/after)
+    paste_into: str  # the file an acknowledgement of it goes into
+    previous: Span | None = None  # the object in the previous release
+    accepted: str | None = None  # the reason of the acknowledgement that accepts it
+    acceptable: bool = True  # whether an acknowledgement can accept it at all
+
+    def snippet(self, code: Code) -> str:
+        """What to paste to accept the finding knowingly; the fingerprint is quoted so
+        that one made only of digits stays a string."""
+        return (
+            "acknowledge:\n"
+            f"  - rule: {code.id}\n"
+            f'    fingerprint: "{self.fingerprint}"\n'
+            "    reason: <why this is acceptable>"
+        )
 
 
 @dataclass(frozen=True)
@@ -77,36 +132,34 @@ class Diagnostic:
     span: Span
     severity: Severity
     notes: tuple[str, ...] = field(default=())
+    check: CheckFacts | None = None  # set on the findings of `expc check`
 
     @property
     def blocking(self) -> bool:
-        return self.severity is Severity.ERROR
+        accepted = self.check is not None and self.check.accepted is not None
+        return self.severity is Severity.ERROR and not accepted
 
     def sort_key(self) -> tuple[str, int, int, str, str]:
         return (self.span.path, self.span.line, self.span.column, self.code.id, self.message)
 
-    def to_text(self) -> str:
-        head = f"{self.span}: {self.severity}[{self.code.id} {self.code.name}] {self.message}"
-        return "\n".join([head, *(f"    {note}" for note in self.notes)])
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "code": self.code.id,
-            "name": self.code.name,
-            "severity": str(self.severity),
-            "message": self.message,
-            "path": printable(self.span.path),
-            "line": self.span.line,
-            "column": self.span.column,
-            "notes": list(self.notes),
-        }
-
-
-def make(code: Code, message: str, span: Span, notes: Sequence[str] = ()) -> Diagnostic:
+def make(
+    code: Code,
+    message: str,
+    span: Span,
+    notes: Sequence[str] = (),
+    check: CheckFacts | None = None,
+    severity: Severity | None = None,
+) -> Diagnostic:
     """A diagnostic; its message and notes are made printable here, once, so that no
     output format can receive raw control characters from definitions."""
     return Diagnostic(
-        code, printable(message), span, code.severity, tuple(printable(n) for n in notes)
+        code,
+        printable(message),
+        span,
+        severity or code.severity,
+        tuple(printable(note) for note in notes),
+        check,
     )
 
 
@@ -118,70 +171,6 @@ def sorted_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
 def promote_warnings(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     """`--strict`: every warning blocks."""
     return [
-        Diagnostic(d.code, d.message, d.span, Severity.ERROR, d.notes)
-        if d.severity is Severity.WARNING
-        else d
+        replace(d, severity=Severity.ERROR) if d.severity is Severity.WARNING else d
         for d in diagnostics
     ]
-
-
-# --- output formats -------------------------------------------------------------
-
-JSON_REPORT_VERSION = 1
-
-
-def render_text(diagnostics: Sequence[Diagnostic]) -> str:
-    lines = [d.to_text() for d in diagnostics]
-    errors = sum(d.severity is Severity.ERROR for d in diagnostics)
-    warnings = sum(d.severity is Severity.WARNING for d in diagnostics)
-    lines.append(f"{errors} error(s), {warnings} warning(s)")
-    return "\n".join(lines) + "\n"
-
-
-def render_json(diagnostics: Sequence[Diagnostic]) -> str:
-    document = {
-        "version": JSON_REPORT_VERSION,
-        "diagnostics": [d.to_dict() for d in diagnostics],
-        "errors": sum(d.severity is Severity.ERROR for d in diagnostics),
-        "warnings": sum(d.severity is Severity.WARNING for d in diagnostics),
-    }
-    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def _escape_data(text: str) -> str:
-    # GitHub's workflow-command escaping: the message part.
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    # Property values additionally escape the separators of the command syntax.
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
-GITHUB_LEVEL = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.NOTICE: "notice"}
-
-
-def github_annotation(level: str, span: Span | None, title: str, body: str) -> str:
-    """One workflow-command annotation, every part escaped (`validate` and `check`);
-    without a span it is attached to the job, not to a file."""
-    properties = [f"title={_escape_property(title)}"]
-    if span is not None:
-        properties[:0] = [
-            f"file={_escape_property(printable(span.path))}",
-            f"line={span.line}",
-            f"col={span.column}",
-        ]
-    return f"::{level} {','.join(properties)}::{_escape_data(printable_lines(body))}"
-
-
-def render_github(diagnostics: Sequence[Diagnostic]) -> str:
-    lines = [
-        github_annotation(
-            GITHUB_LEVEL[d.severity],
-            d.span,
-            f"{d.code.id} {d.code.name}",
-            "\n".join([d.message, *d.notes]),
-        )
-        for d in diagnostics
-    ]
-    return "\n".join(lines) + ("\n" if lines else "")

@@ -17,6 +17,10 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from expc.outputs.bundle_types import Bundle
+from expc.outputs.release import bundle_of
+from expc.pipeline.snapshot import Snapshot, read
+
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 CASES = TESTS / "cases"
@@ -76,6 +80,18 @@ def expc(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+def valid_snapshot(definitions: Path, display_root: str | None = None) -> Snapshot:
+    """The definitions read through the pipeline; they must be valid."""
+    result = read(definitions, display_root)
+    assert isinstance(result, Snapshot), [d.message for d in result.diagnostics]
+    return result
+
+
+def compiled_bundle(definitions: Path) -> Bundle:
+    """The bundle of valid definitions, compiled in memory."""
+    return bundle_of(valid_snapshot(definitions))
 
 
 @pytest.fixture

@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CASES, REPO
-from expc import api, cli
+from conftest import CASES, REPO, compiled_bundle
+from ruamel.yaml import YAML
+
+from expc import cli
 from expc.outputs.bundle_types import Bundle
 from expc.outputs.targets import amplitude
 from expc.outputs.targets.amplitude import ExportError, export, to_dnf
 from expc.sdk.conditions import as_number, as_version
 from expc.sdk.evaluate import Evaluator
-from ruamel.yaml import YAML
 
 engine_module = pytest.importorskip("amplitude_experiment.evaluation.engine")
 types_module = pytest.importorskip("amplitude_experiment.evaluation.types")
@@ -222,7 +223,7 @@ def compare_random_users(
 
 
 def test_amplitude_engine_agrees_with_expc_for_100000_users() -> None:
-    engines = BothEngines(api.bundle(api.load_snapshot(REPO / "definitions")))
+    engines = BothEngines(compiled_bundle(REPO / "definitions"))
     rng = random.Random(20261125)
     enrolled, excused = compare_random_users(
         engines, (random_user(rng, index) for index in range(USERS))
@@ -241,7 +242,7 @@ def test_amplitude_engine_agrees_with_expc_for_100000_users() -> None:
 def test_amplitude_engine_agrees_on_the_operator_cases_for_20000_users() -> None:
     # tests/cases/amplitude/definitions hold the negations (not_in_cohort on numbers,
     # versions and ends_with), booleans, contains and exists that the example lacks.
-    engines = BothEngines(api.bundle(api.load_snapshot(AMPLITUDE_CASES / "definitions")))
+    engines = BothEngines(compiled_bundle(AMPLITUDE_CASES / "definitions"))
     rng = random.Random(8)
     enrolled, excused = compare_random_users(
         engines, (random_case_user(rng, index) for index in range(20_000)), "beta"
@@ -264,7 +265,7 @@ def load_vectors() -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def case_engines() -> BothEngines:
-    return BothEngines(api.bundle(api.load_snapshot(AMPLITUDE_CASES / "definitions")))
+    return BothEngines(compiled_bundle(AMPLITUDE_CASES / "definitions"))
 
 
 VECTORS = load_vectors()
@@ -348,7 +349,7 @@ def test_what_amplitude_cannot_express_is_refused_by_name(
 
 
 def test_a_variant_named_off_is_refused() -> None:
-    bundle = api.bundle(api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions"))
+    bundle = compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")
     flag = {**bundle["flags"][0], "variants": [{"key": "off", "range": [0, 42949673]}]}
     with pytest.raises(ExportError, match=r"new-search: the variant key 'off'.*rename"):
         amplitude.export_flag(flag)  # type: ignore[arg-type]

@@ -7,9 +7,10 @@ import sys
 
 import pytest
 from conftest import REPO
-from expc.sdk.evaluate import Evaluator
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from expc.sdk.evaluate import Evaluator
 
 np = pytest.importorskip("numpy")
 from expc.sdk.batch import assign  # noqa: E402

@@ -5,6 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from expc.sdk.bucketing import (
     FULL,
     POINTS,
@@ -16,8 +19,6 @@ from expc.sdk.bucketing import (
     point,
     ranges,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

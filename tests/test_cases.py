@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES
-from expc import api, cli
+
+from expc import cli
+from expc.diagnostics import CODES, Code
+from expc.pipeline.snapshot import read
+from expc.render import diagnostic_text
 
 
 def _cases(family: str) -> list[Path]:
@@ -18,8 +22,8 @@ def _cases(family: str) -> list[Path]:
 
 
 def _diagnostics_text(case: Path) -> str:
-    snapshot = api.load_snapshot(case / "definitions", display_root="definitions")
-    return "".join(d.to_text() + "\n" for d in snapshot.diagnostics)
+    result = read(case / "definitions", "definitions")
+    return "".join(diagnostic_text(d) + "\n" for d in result.diagnostics)
 
 
 def _compare(case: Path, update: bool) -> str:
@@ -58,24 +62,29 @@ def test_warning_case(case: Path, update_expected: bool, monkeypatch: pytest.Mon
     assert cli.main(["validate", "--strict", "definitions"]) == cli.EXIT_FINDINGS
 
 
-def test_every_validate_code_has_a_case() -> None:
-    from expc.codes import ALL_CODES
+def _release_codes() -> list[Code]:
+    """The codes of reading, validating, linking and linting (the check's rules have
+    their own meta-test in test_check.py)."""
+    from expc import codes  # noqa: F401 - registers them
 
+    return [code for code in CODES.values() if not code.id.startswith("C")]
+
+
+def test_every_validate_code_has_a_case() -> None:
     seen = "".join(
         (case / "expected.txt").read_text(encoding="utf-8")
         for family in ("errors", "warnings", "ledger")
         for case in _cases(family)
     )
-    untested = [code.id for code in ALL_CODES.values() if f"[{code.id} " not in seen]
+    untested = [code.id for code in _release_codes() if f"[{code.id} " not in seen]
     assert untested == ["E009"]  # unreadable file: needs a permission change; see test_cli
 
 
 def test_every_code_is_documented() -> None:
     from conftest import REPO
-    from expc.codes import ALL_CODES
 
     documented = (REPO / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     missing = [
-        code.id for code in ALL_CODES.values() if f"| {code.id} | {code.name} |" not in documented
+        code.id for code in _release_codes() if f"| {code.id} | {code.name} |" not in documented
     ]
     assert missing == []

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES
+
 from expc import cli
 from expc.check import rules
 
@@ -56,7 +57,8 @@ def test_check_case(case: Path, update_expected: bool) -> None:
 
 def test_every_rule_is_documented_and_has_both_kinds_of_case() -> None:
     names = {case.name for case in CHECK_CASES}
-    for code, found in rules.RULES.items():
+    for found in rules.all_rules():
+        code = found.id
         assert "breaks:" in found.doc and "instead:" in found.doc, code
         assert found.name == found.name.lower() and " " not in found.name
         assert any(n.startswith(f"{code}-fires") for n in names), f"{code} has no failing case"

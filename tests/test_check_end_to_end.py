@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO, expc, git
+
 from expc import cli
 from expc.check import report
 from expc.check.run import run
+from expc.render import MARKER, render
 
 
 @pytest.fixture
@@ -115,13 +117,13 @@ def test_against_a_released_bundle_file(tmp_path: Path) -> None:
     assert cli.main(["compile", str(case / "previous" / "definitions"), "--out", str(out)]) == 0
     result = run(case / "current" / "definitions", str(out / "bundle.json"))
     # The released ledger beside the bundle has entries; the current side has none.
-    assert [f.rule.code for f in result.findings] == ["C112", "C124"]
+    assert [f.code.id for f in result.findings] == ["C112", "C124"]
     assert "re-buckets 20.00% of enrolled users" in result.findings[0].message
     assert "ledger.json is missing" in result.findings[1].message
     (case / "current" / "generated").mkdir()
     shutil.copy(out / "ledger.json", case / "current" / "generated" / "ledger.json")
     result = run(case / "current" / "definitions", str(out / "bundle.json"))
-    assert [f.rule.code for f in result.findings] == ["C112"]
+    assert [f.code.id for f in result.findings] == ["C112"]
 
 
 def test_markdown_report_marker_traffic_and_escaping(tmp_path: Path) -> None:
@@ -132,10 +134,10 @@ def test_markdown_report_marker_traffic_and_escaping(tmp_path: Path) -> None:
     target.write_text(target.read_text().replace("salt: a-v2", f"salt: {json.dumps(hostile)}"))
     result = run(work / "current" / "definitions", str(work / "previous" / "definitions"))
     markdown = report.render_markdown(result)
-    assert markdown.startswith(report.MARKER + "\n")
+    assert markdown.startswith(MARKER + "\n")
     assert "<img" not in markdown and "](http" not in markdown
     assert "\n::error::" not in markdown
-    github = report.render_github(result)
+    github = render(result.report(), "github")
     assert github.count("\n") == 1  # one annotation: the newline is shown, not kept
     assert "\\n::error::pwned" in github
 
@@ -180,7 +182,7 @@ def test_github_format_caps_annotations_and_writes_the_summary(tmp_path: Path) -
     lines = result.stdout.splitlines()
     assert len(lines) == 11
     assert lines[-1] == "::error::15 more error finding(s) not annotated; see the summary"
-    assert summary.read_text().startswith(report.MARKER)
+    assert summary.read_text().startswith(MARKER)
 
 
 def test_markdown_stays_under_the_comment_limit(tmp_path: Path) -> None:

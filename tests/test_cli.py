@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, REPO, expc
+
 from expc import cli
 from expc.outputs import files
 
@@ -88,10 +89,11 @@ def test_json_and_github_formats() -> None:
 
 def test_github_annotations_escape_newlines_and_percent() -> None:
     from expc.codes import INVALID_VALUE
-    from expc.diagnostics import Span, make, render_github
+    from expc.diagnostics import Span, make
+    from expc.render import counted, render_github
 
     diagnostic = make(INVALID_VALUE, "50% off", Span("a,b:c.yaml"), ["note\n::error::injected"])
-    text = render_github([diagnostic])
+    text = render_github(counted([diagnostic]))
     assert text == (
         "::error file=a%2Cb%3Ac.yaml,line=1,col=1,title=E103 invalid-value::"
         "50%25 off%0Anote\\n::error::injected\n"

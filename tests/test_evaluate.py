@@ -17,12 +17,13 @@ from typing import Any
 
 import mmh3
 import pytest
-from conftest import CASES, REPO
-from expc import api
-from expc.sdk.bucketing import POINTS, basis_points, boundary, hash_value, point
-from expc.sdk.evaluate import BundleError, Evaluator, content_id_of, parse_bundle
+from conftest import CASES, REPO, compiled_bundle, valid_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from expc.outputs.release import bundle_of
+from expc.sdk.bucketing import POINTS, basis_points, boundary, hash_value, point
+from expc.sdk.evaluate import BundleError, Evaluator, content_id_of, parse_bundle
 
 BUNDLE = REPO / "generated" / "bundle.json"
 
@@ -153,8 +154,8 @@ def test_not_running_and_missing_bucketing_value(evaluator: Evaluator) -> None:
 
 
 def test_prerequisite_reason() -> None:
-    snapshot = api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions")
-    evaluator = Evaluator(api.bundle(snapshot))
+    snapshot = valid_snapshot(CASES / "evaluate" / "prerequisites" / "definitions")
+    evaluator = Evaluator(bundle_of(snapshot))
     control = _first_user(lambda u: point(hash_value("new-search", u)) < boundary(5000))
     result = evaluator.evaluate({"user_id": control}, "search-filters")
     assert (result.variant, result.reason) == (None, "prerequisite:new-search")
@@ -188,8 +189,8 @@ def test_never_raises_on_odd_input(user: Any) -> None:
 
 
 def test_huge_and_unicode_ids_hash_like_the_spec() -> None:
-    snapshot = api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions")
-    evaluator = Evaluator(api.bundle(snapshot))
+    snapshot = valid_snapshot(CASES / "evaluate" / "prerequisites" / "definitions")
+    evaluator = Evaluator(bundle_of(snapshot))
     for user_id in ("x" * 1_000_000, "用户-7", "🎉", "a/b"):
         h = hash_value("new-search", user_id)
         expected = "control" if point(h) < boundary(5000) else "treatment"
@@ -227,9 +228,9 @@ def test_raising_traffic_only_adds_users(tmp_path: Path) -> None:
     target = (
         tmp_path / "definitions" / "experiments" / "checkout" / "checkout-address-autocomplete.yaml"
     )
-    before = Evaluator(api.bundle(api.load_snapshot(tmp_path / "definitions")))
+    before = Evaluator(compiled_bundle(tmp_path / "definitions"))
     target.write_text(target.read_text().replace("traffic: 20", "traffic: 60"))
-    after = Evaluator(api.bundle(api.load_snapshot(tmp_path / "definitions")))
+    after = Evaluator(compiled_bundle(tmp_path / "definitions"))
     key = "checkout-address-autocomplete"
     gained = 0
     for i in range(3000):
@@ -243,7 +244,7 @@ def test_raising_traffic_only_adds_users(tmp_path: Path) -> None:
 
 def test_swap_under_load_never_mixes_bundles(tmp_path: Path) -> None:
     first = json.loads(BUNDLE.read_bytes())
-    second = api.bundle(api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions"))
+    second = compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")
     evaluator = Evaluator(first)
     shapes = {tuple(Evaluator(first).flag_keys), tuple(Evaluator(dict(second)).flag_keys)}
     seen: set[tuple[str, ...]] = set()
@@ -567,7 +568,7 @@ def test_update_replaces_the_bundle_only_when_its_content_id_differs() -> None:
     prepared = evaluator.prepared_flags
     assert evaluator.update(BUNDLE.read_bytes()) is False
     assert evaluator.prepared_flags is prepared
-    other = api.bundle(api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions"))
+    other = compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")
     assert evaluator.update(dict(other)) is True
     assert evaluator.flag_keys == ["new-search", "search-filters"]
     with pytest.raises(BundleError):

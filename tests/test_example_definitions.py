@@ -8,21 +8,27 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-from expc import api, cli
+from conftest import REPO, valid_snapshot
+
+from expc import cli
 from expc.outputs.bundle import bundle_json
+from expc.outputs.ledger import Ledger
+from expc.outputs.release import release_files
+from expc.pipeline.snapshot import Snapshot
+from expc.pipeline.traffic import effective_traffic
+from expc.render import diagnostic_text
 from expc.sdk.evaluate import content_id_of
 
 DEFINITIONS = REPO / "definitions"
 
 
 @pytest.fixture(scope="module")
-def snapshot() -> api.Snapshot:
-    return api.load_snapshot(DEFINITIONS, display_root="definitions")
+def snapshot() -> Snapshot:
+    return valid_snapshot(DEFINITIONS, display_root="definitions")
 
 
-def test_examples_validate_with_only_the_intended_warning(snapshot: api.Snapshot) -> None:
-    assert [d.to_text() for d in snapshot.diagnostics] == [
+def test_examples_validate_with_only_the_intended_warning(snapshot: Snapshot) -> None:
+    assert [diagnostic_text(d) for d in snapshot.diagnostics] == [
         "definitions/experiments/onboarding/onboarding-pricing-preview.yaml:2:6: "
         "warning[W301 multiple-mutex-groups] experiment 'onboarding-pricing-preview' is in "
         "2 mutex groups (onboarding-flow, pricing-page), drawn independently: it can enrol "
@@ -30,7 +36,7 @@ def test_examples_validate_with_only_the_intended_warning(snapshot: api.Snapshot
     ]
 
 
-def test_examples_cover_what_the_issue_asks_for(snapshot: api.Snapshot) -> None:
+def test_examples_cover_what_the_issue_asks_for(snapshot: Snapshot) -> None:
     kinds = [loaded.definition.kind for loaded in snapshot.objects.values()]
     assert kinds.count("experiment") >= 12
     assert kinds.count("mutex") >= 3 and kinds.count("holdout") == 2
@@ -40,8 +46,8 @@ def test_examples_cover_what_the_issue_asks_for(snapshot: api.Snapshot) -> None:
     assert snapshot.catalog.parent == {"checkout-payment-methods": ("checkout-surface", 2)}
 
 
-def test_design_examples_of_effective_traffic(snapshot: api.Snapshot) -> None:
-    shares = api.traffic_report(snapshot)
+def test_design_examples_of_effective_traffic(snapshot: Snapshot) -> None:
+    shares = effective_traffic(snapshot.catalog)
     # DESIGN §4: one slot of 50% in each of two groups.
     assert shares["onboarding-pricing-preview"] == Fraction(1, 4)
     # DESIGN §4: a 5% holdout above a 50% slot.
@@ -61,13 +67,13 @@ def test_generated_directory_is_current(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_compile_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
-    first = api.outputs(api.load_snapshot(DEFINITIONS))
-    second = api.outputs(api.load_snapshot(DEFINITIONS))
+    first = release_files(valid_snapshot(DEFINITIONS), Ledger.new())
+    second = release_files(valid_snapshot(DEFINITIONS), Ledger.new())
     assert first == second
     assert first["bundle.json"] == (REPO / "generated" / "bundle.json").read_text(encoding="utf-8")
 
 
-def test_bundle_is_canonical_and_topologically_ordered(snapshot: api.Snapshot) -> None:
+def test_bundle_is_canonical_and_topologically_ordered(snapshot: Snapshot) -> None:
     text = (REPO / "generated" / "bundle.json").read_text(encoding="utf-8")
     document = json.loads(text)
     assert bundle_json(document) == text  # sorted keys, one flag per line, final newline

@@ -28,11 +28,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import REPO, fuzz_examples
-from expc import cli
-from expc.reading.yaml_values import MAX_DEPTH
+from conftest import fuzz_examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+
+from expc import cli
+from expc.reading.yaml_values import MAX_DEPTH
 
 # --- writing a tree ------------------------------------------------------------------
 

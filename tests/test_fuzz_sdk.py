@@ -27,11 +27,12 @@ from typing import Any
 
 import pytest
 from conftest import REPO, fuzz_examples
-from expc.sdk.evaluate import BundleError, Evaluator, Result, content_id_of, parse_bundle
-from expc.sdk.poller import BundlePoller
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_poller import GOOD, GOOD_ID, OTHER, OTHER_ID, RawServer, ok, wait_until
+
+from expc.sdk.evaluate import BundleError, Evaluator, Result, content_id_of, parse_bundle
+from expc.sdk.poller import BundlePoller
 
 BUNDLE = json.loads((REPO / "generated" / "bundle.json").read_text(encoding="utf-8"))
 EVALUATOR = Evaluator(BUNDLE)

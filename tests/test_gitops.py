@@ -14,9 +14,10 @@ from unittest.mock import ANY
 
 import pytest
 from conftest import REPO, git
-from expc import __version__, cli
-from expc.check import report
 from ruamel.yaml import YAML
+
+from expc import __version__, cli
+from expc.render import MARKER
 
 ACTIONLINT = shutil.which("actionlint") or str(Path(sys.executable).parent / "actionlint")
 needs_actionlint = pytest.mark.skipif(
@@ -65,7 +66,7 @@ def test_action_is_complete_and_uses_the_reports_marker() -> None:
     for step in action["runs"]["steps"]:
         assert "uses" in step or step.get("shell") == "bash", step
     comment_step = next(s for s in action["runs"]["steps"] if "github-script" in s.get("uses", ""))
-    assert report.MARKER in comment_step["with"]["script"]
+    assert MARKER in comment_step["with"]["script"]
     workflow = YAML(typ="safe").load(
         (REPO / ".github" / "workflows" / "experiments.yml").read_text()
     )

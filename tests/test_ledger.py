@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from conftest import CASES, expc, git
+
 from expc import cli
 
 LEDGER_CASES = sorted(p for p in (CASES / "ledger").iterdir() if p.is_dir())

@@ -6,15 +6,15 @@ tests/cases/errors/pinned-directly-and-through-cohort)."""
 from __future__ import annotations
 
 import pytest
-from conftest import CASES
-from expc import api
+from conftest import CASES, compiled_bundle
+
 from expc.sdk.evaluate import Evaluator
 
 
 @pytest.fixture(scope="module")
 def evaluator() -> Evaluator:
     definitions = CASES / "evaluate" / "first-pinned-slot-wins" / "definitions"
-    return Evaluator(api.bundle(api.load_snapshot(definitions)))
+    return Evaluator(compiled_bundle(definitions))
 
 
 def test_a_cohort_pinned_to_an_earlier_slot_wins_over_a_direct_pin(evaluator: Evaluator) -> None:

@@ -14,16 +14,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import CASES, REPO
-from expc import api
+from conftest import CASES, REPO, compiled_bundle
+
 from expc.sdk.evaluate import Evaluator
 from expc.sdk.poller import BundlePoller, PollerState, printable
 
 GOOD = (REPO / "generated" / "bundle.json").read_bytes()
 GOOD_ID = json.loads(GOOD)["release"]["content_id"]
-OTHER = json.dumps(
-    api.bundle(api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions"))
-).encode()
+OTHER = json.dumps(compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")).encode()
 OTHER_ID = json.loads(OTHER)["release"]["content_id"]
 
 Answer = bytes | Callable[[socket.socket], None]

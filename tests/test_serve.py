@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+
 from expc.tools.serve import make_server
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import CASES, REPO
-from expc import api
+from conftest import CASES, REPO, compiled_bundle
+
 from expc.sdk.poller import BundlePoller
 from expc.tools.serve import make_server
 
@@ -41,7 +41,7 @@ def test_poller_swaps_good_bundles_and_keeps_the_last_good_one(
     assert first is not None and len(first.flag_keys) == 21
     assert poller.poll_once() is False  # 304: nothing to do
     # A new release arrives.
-    other = api.bundle(api.load_snapshot(CASES / "evaluate" / "prerequisites" / "definitions"))
+    other = compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")
     (root / "bundle.json").write_text(json.dumps(other))
     assert poller.poll_once() is True
     assert poller.evaluator is first and first.flag_keys == ["new-search", "search-filters"]

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import mmh3
 import pytest
-from conftest import REPO
-from expc import api, cli
+from conftest import REPO, valid_snapshot
+
+from expc import cli
 from expc.outputs.bundle import vectors_json
+from expc.outputs.release import bundle_of
 from expc.sdk.bucketing import POINTS, alloc, hash_value, point
 from expc.sdk.evaluate import Evaluator
 from expc.tools.simulate import simulate
@@ -96,9 +98,9 @@ def test_simulation_reproduces_the_design_examples(capsys: pytest.CaptureFixture
 
 
 def test_simulation_catches_wrong_ranges() -> None:
-    snapshot = api.load_snapshot(REPO / "definitions")
+    snapshot = valid_snapshot(REPO / "definitions")
     assert snapshot.catalog is not None
-    tampered = json.loads(json.dumps(api.bundle(snapshot)))
+    tampered = json.loads(json.dumps(bundle_of(snapshot)))
     group = next(flag for flag in tampered["flags"] if flag["key"] == "search-ranking")
     group["variants"][0]["range"][1] += POINTS // 50  # slot 1 two points wider...
     group["variants"][1]["range"][0] += POINTS // 50  # ...at slot 2's expense
@@ -108,9 +110,9 @@ def test_simulation_catches_wrong_ranges() -> None:
 
 
 def test_simulation_catches_a_broken_exclusion() -> None:
-    snapshot = api.load_snapshot(REPO / "definitions")
+    snapshot = valid_snapshot(REPO / "definitions")
     assert snapshot.catalog is not None
-    tampered = json.loads(json.dumps(api.bundle(snapshot)))
+    tampered = json.loads(json.dumps(bundle_of(snapshot)))
     for flag in tampered["flags"]:
         if flag["key"] == "onboarding-checklist":
             flag["requires"] = []  # forgets its group and its holdout

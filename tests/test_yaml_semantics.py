@@ -11,18 +11,21 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import CASES, REPO
-from expc import api
-from expc.reading.load import MAX_FILE_BYTES
+from conftest import CASES, REPO, valid_snapshot
+
+from expc.outputs.release import bundle_of
+from expc.pipeline.snapshot import read
+from expc.reading.listing import MAX_FILE_BYTES
 from expc.reading.source import SourceFile
 from expc.reading.yaml_values import MAX_DEPTH, SourceError
+from expc.render import diagnostic_text
 from expc.sdk.evaluate import Evaluator
 
 
 def test_country_codes_and_variant_names_stay_strings() -> None:
-    snapshot = api.load_snapshot(CASES / "yaml" / "nordic-countries" / "definitions")
-    assert snapshot.diagnostics == []
-    flag = api.bundle(snapshot)["flags"][0]
+    snapshot = valid_snapshot(CASES / "yaml" / "nordic-countries" / "definitions")
+    assert snapshot.diagnostics == ()
+    flag = bundle_of(snapshot)["flags"][0]
     assert flag["targeting"] == {
         "all": [
             {"attribute": "country", "op": "in", "values": ["NO", "SE"]},
@@ -94,15 +97,15 @@ def _error(text: str) -> tuple[str, int, int, str]:
 def test_definitions_at_the_nesting_limit_compile_and_evaluate() -> None:
     # Every stage that walks values (pydantic, the bundle, the evaluator) copes with
     # the deepest values the reader lets through.
-    snapshot = api.load_snapshot(CASES / "yaml" / "deep-at-the-limit" / "definitions")
-    assert snapshot.diagnostics == []
-    evaluator = Evaluator.from_compiled(api.bundle(snapshot))
+    snapshot = valid_snapshot(CASES / "yaml" / "deep-at-the-limit" / "definitions")
+    assert snapshot.diagnostics == ()
+    evaluator = Evaluator.from_compiled(bundle_of(snapshot))
     results = evaluator.evaluate({"user_id": "u-1", "country": "NO"})
     assert results["deep-targeting"].reason == "bucketed"
     assert evaluator.evaluate({"user_id": "u-1"}, "deep-targeting").reason == "targeting"
     payload = next(
         v["payload"]
-        for v in api.bundle(snapshot)["flags"][0]["variants"]
+        for v in bundle_of(snapshot)["flags"][0]["variants"]
         if v["payload"] is not None
     )
     depth = 0
@@ -233,8 +236,7 @@ def _tree(tmp_path: Path) -> Path:
 
 
 def _messages(definitions: Path) -> list[str]:
-    snapshot = api.load_snapshot(definitions, display_root="definitions")
-    return [d.to_text() for d in snapshot.diagnostics]
+    return [diagnostic_text(d) for d in read(definitions, "definitions").diagnostics]
 
 
 def test_links_inside_the_definitions_are_read_as_their_target(tmp_path: Path) -> None:
@@ -246,8 +248,8 @@ def test_links_inside_the_definitions_are_read_as_their_target(tmp_path: Path) -
     # A folder link that stays inside is not followed: its files are read once, where
     # they are, rather than twice (or forever, for a link to a parent).
     (definitions / "again").symlink_to(".")
-    snapshot = api.load_snapshot(definitions)
-    assert snapshot.diagnostics == []
+    snapshot = valid_snapshot(definitions)
+    assert snapshot.diagnostics == ()
     assert sorted(snapshot.objects) == ["alpha", "beta"]
 
 
@@ -281,7 +283,7 @@ def test_folders_nest_deeper_than_python_recurses(tmp_path: Path) -> None:
     deepest = folders[-1] / "deep.yaml"
     deepest.write_text("kind: cohort\nkey: deep\nusers: [u-3]\n")
     try:
-        assert sorted(api.load_snapshot(definitions).objects) == ["beta", "deep"]
+        assert sorted(valid_snapshot(definitions).objects) == ["beta", "deep"]
     finally:  # pytest's own clean-up of tmp_path recurses once per folder
         deepest.unlink()
         for folder in reversed(folders[1:]):

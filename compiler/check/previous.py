@@ -14,21 +14,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from expc import api, codes
-from expc.diagnostics import Diagnostic, Span, make
-from expc.outputs.bundle_types import Bundle
-from expc.outputs.ledger import LEDGER_NAME, Ledger, LedgerError, LedgerFile, parse, read_text
-from expc.sdk.evaluate import BundleError, Evaluator, parse_bundle
 from pydantic import TypeAdapter, ValidationError
 
+from expc import codes
+from expc.diagnostics import Diagnostic, Span, make
+from expc.errors import UsageError
+from expc.outputs.bundle_types import Bundle
+from expc.outputs.layout import LEDGER, Layout, in_repository
+from expc.outputs.ledger import Ledger, LedgerError, LedgerFile, parse, read_text
+from expc.outputs.release import bundle_of
+from expc.pipeline.snapshot import Rejected, Snapshot, read, read_blobs
+from expc.render import diagnostic_text
+from expc.sdk.evaluate import BundleError, Evaluator, parse_bundle
 
-@dataclass
+
+@dataclass(frozen=True)
 class Side:
     """One side of a check: its bundle, where its definitions came from, its ledger."""
 
     label: str
     bundle: Bundle
-    snapshot: api.Snapshot | None = None
+    snapshot: Snapshot | None = None  # None for a released bundle file
     ledger_file: LedgerFile = field(default_factory=LedgerFile.absent)
 
     @property
@@ -73,18 +79,18 @@ def _file_name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def from_git(definitions: Path, revision: str, reuse: api.Snapshot | None = None) -> Side:
+def from_git(definitions: Path, revision: str, reuse: Snapshot | None = None) -> Side:
     definitions = definitions.resolve()
     try:
         top = Path(_git(definitions, "rev-parse", "--show-toplevel").decode().strip())
     except GitError as error:
-        raise api.UsageError(f"{definitions} is not in a git repository ({error})") from error
+        raise UsageError(f"{definitions} is not in a git repository ({error})") from error
     if revision.startswith("-"):
-        raise api.UsageError(f"'{revision}' is not a git revision")
+        raise UsageError(f"'{revision}' is not a git revision")
     try:
         commit = _git(top, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}")
     except GitError:
-        raise api.UsageError(_missing_revision_hint(top, revision)) from None
+        raise UsageError(_missing_revision_hint(top, revision)) from None
     commit_id = commit.decode().strip()
     prefix = definitions.relative_to(top).as_posix()
     listing = _git(top, "ls-tree", "-r", "-z", "--full-tree", commit_id, "--", prefix)
@@ -111,9 +117,9 @@ def from_git(definitions: Path, revision: str, reuse: api.Snapshot | None = None
                 continue
             raw = _cat_files(top, [tree[target][1]])[0]
         files.append((relative, name, raw))
-    snapshot = api.load_snapshot_from_blobs(definitions, files, reuse, refused)
+    snapshot = read_blobs(definitions, files, reuse, refused)
     label = f"{revision} ({commit_id[:12]})"
-    ledger_path = api.ledger_path_in_repository(definitions, top)
+    ledger_path = in_repository(Layout.beside(definitions).ledger, top)
     try:
         text: str | None = _git(top, "show", f"{commit_id}:{ledger_path}").decode(
             "utf-8", "replace"
@@ -173,7 +179,7 @@ def _previous_ledger(text: str | None, path: str) -> LedgerFile:
     try:
         return LedgerFile(parse(text, path))
     except LedgerError as error:
-        raise api.UsageError(
+        raise UsageError(
             f"the previous side's ledger is broken: {error}; compare against a release "
             "whose ledger is intact"
         ) from error
@@ -185,7 +191,7 @@ def _read(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as error:
-        raise api.UsageError(f"{path}: cannot be read ({error.strerror})") from error
+        raise UsageError(f"{path}: cannot be read ({error.strerror})") from error
 
 
 def read_ledger_file(path: Path, display: str) -> LedgerFile:
@@ -201,19 +207,19 @@ def read_ledger_file(path: Path, display: str) -> LedgerFile:
     return read_text(text, display)
 
 
-def _side(label: str, snapshot: api.Snapshot, ledger_file: LedgerFile) -> Side:
-    if snapshot.has_errors:
+def _side(label: str, snapshot: Snapshot | Rejected, ledger_file: LedgerFile) -> Side:
+    if isinstance(snapshot, Rejected):
         first = next(d for d in snapshot.diagnostics if d.blocking)
-        raise api.UsageError(
-            f"the previous side ({label}) does not validate: {first.to_text()}; "
+        raise UsageError(
+            f"the previous side ({label}) does not validate: {diagnostic_text(first)}; "
             "compare against a revision that compiled"
         )
-    return Side(label, api.bundle(snapshot), snapshot, ledger_file)
+    return Side(label, bundle_of(snapshot), snapshot, ledger_file)
 
 
-def from_directory(definitions: Path, reuse: api.Snapshot | None = None) -> Side:
-    snapshot = api.load_snapshot(definitions, reuse=reuse)
-    ledger = api.ledger_path(definitions)
+def from_directory(definitions: Path, reuse: Snapshot | None = None) -> Side:
+    snapshot = read(definitions, reuse=reuse)
+    ledger = Layout.beside(definitions).ledger
     return _side(str(definitions), snapshot, _previous_ledger(_read(ledger), str(ledger)))
 
 
@@ -226,8 +232,8 @@ def from_bundle_file(path: Path) -> Side:
         _BUNDLE.validate_python(document, strict=True)
         Evaluator.from_compiled(document)  # requirements in order, ranges usable
     except (BundleError, ValidationError) as error:
-        raise api.UsageError(f"{path}: not a usable bundle: {_first_problem(error)}") from error
-    ledger = path.parent / LEDGER_NAME
+        raise UsageError(f"{path}: not a usable bundle: {_first_problem(error)}") from error
+    ledger = path.parent / LEDGER
     return Side(str(path), document, None, _previous_ledger(_read(ledger), str(ledger)))
 
 
@@ -239,7 +245,7 @@ def _first_problem(error: Exception) -> str:
     return str(error)
 
 
-def resolve(definitions: Path, against: str, current: api.Snapshot | None = None) -> Side:
+def resolve(definitions: Path, against: str, current: Snapshot | None = None) -> Side:
     """Pick the kind of previous side `against` names: a file, a directory, or git.
     Files unchanged from `current` are not parsed again."""
     candidate = Path(against)

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from expc.outputs.bundle import HELD_OUT
 from expc.outputs.bundle_types import Bundle, Flag
 from expc.sdk.bucketing import POINTS
+from expc.shares import expected_share as expected_share_of
 
-RAN = frozenset({"running", "stopped", "concluded"})
 Ranges = tuple[tuple[str, int, int], ...]
 
 
@@ -32,6 +33,7 @@ class View:
     # group key -> slots of it this experiment needs (its whole group path)
     groups: Mapping[str, tuple[str, ...]]
     holdouts: frozenset[str]
+    rolled_out: bool = False  # a concluded experiment giving everyone its rollout
     # for groups: slot -> experiments that need it (with nested groups resolved)
     members: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
@@ -44,15 +46,17 @@ class View:
         return (self.by, self.salt)
 
 
-def _view(flag: Flag) -> View:
+def _view(flag: Flag, kinds: Mapping[str, str]) -> View:
+    """A flag as the facts the rules compare; what each requirement is (a group, a
+    holdout, a prerequisite) is read from the kind of the flag it names."""
     groups: dict[str, tuple[str, ...]] = {}
     holdouts = set()
     prerequisites = []
     for requirement in flag["requires"]:
-        reason = requirement["reason"]
-        if reason.startswith("mutex:"):
+        kind = kinds.get(requirement["flag"])
+        if kind == "mutex":
             groups[requirement["flag"]] = tuple(requirement["variants"])
-        elif reason.startswith("holdout:"):
+        elif kind == "holdout":
             holdouts.add(requirement["flag"])
         else:
             prerequisites.append((requirement["flag"], tuple(requirement["variants"])))
@@ -69,12 +73,14 @@ def _view(flag: Flag) -> View:
         prerequisites=tuple(prerequisites),
         groups=groups,
         holdouts=frozenset(holdouts),
+        rolled_out=flag["rollout"] is not None,
     )
 
 
 def views(bundle: Bundle) -> dict[str, View]:
     """Every flag of a bundle as a view; groups learn their members."""
-    result = {flag["key"]: _view(flag) for flag in bundle["flags"]}
+    kinds = {flag["key"]: flag["kind"] for flag in bundle["flags"]}
+    result = {flag["key"]: _view(flag, kinds) for flag in bundle["flags"]}
     members: dict[str, dict[str, set[str]]] = {}
     for view in result.values():
         if view.kind != "experiment":
@@ -107,20 +113,19 @@ def range_share(ranges: Ranges, names: set[str] | None = None) -> Fraction:
     return Fraction(sum(e - s for s, e in chosen), POINTS)
 
 
-def percent(share: Fraction) -> str:
-    return f"{float(share * 100):.2f}%"
-
-
 def expected_share(view: View, everything: Mapping[str, View]) -> Fraction:
-    """DESIGN §4 from a bundle: holdouts kept in, slots along the group path, traffic."""
-    if view.state == "concluded":
-        share = Fraction(1)
-    else:
-        share = Fraction(view.traffic, 100)
-        for group, slots in view.groups.items():
-            if group in everything:
-                share *= range_share(everything[group].ranges, set(slots))
-    for holdout in view.holdouts:
-        if holdout in everything:
-            share *= 1 - range_share(everything[holdout].ranges, {"holdout"})
-    return share
+    """DESIGN §4 from a bundle's ranges (a released bundle has no basis points): the
+    share of each group along the path (the groups a view requires are the whole path,
+    so their product is each tree's share), the holdouts, the traffic."""
+    return expected_share_of(
+        traffic=Fraction(view.traffic, 100),
+        held_out=[
+            range_share(everything[h].ranges, {HELD_OUT}) for h in view.holdouts if h in everything
+        ],
+        slot_paths=[
+            range_share(everything[g].ranges, set(slots))
+            for g, slots in view.groups.items()
+            if g in everything
+        ],
+        rolled_out=view.rolled_out,
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -22,8 +21,6 @@ from expc.outputs.bundle_types import (
     Requirement,
 )
 from expc.pipeline.link import Catalog
-from expc.pipeline.lint import salt_of
-from expc.pipeline.validate import slot_shares, variant_shares
 from expc.reading.model import (
     AllOf,
     AnyOf,
@@ -34,8 +31,11 @@ from expc.reading.model import (
     Experiment,
     Holdout,
     Mutex,
+    salt_of,
 )
 from expc.sdk.bucketing import POINTS, basis_points, boundary, ranges
+from expc.sdk.evaluate import compact_json, content_id
+from expc.shares import slot_shares, variant_shares
 
 HELD_OUT = "holdout"
 NOT_HELD_OUT = "on"
@@ -44,17 +44,6 @@ NOT_HELD_OUT = "on"
 def canonical_json(value: Any) -> str:
     """Sorted keys, UTF-8, two-space indent, final newline: readable in review diffs."""
     return json.dumps(value, sort_keys=True, ensure_ascii=False, indent=2) + "\n"
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-
-
-def _content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
-    # `evaluate.content_id_of` defines the content id (SDKs recompute it); this builds
-    # the same bytes from the flags' texts, which the bundle file reuses.
-    body = f'{{"flags":[{",".join(flag_texts)}],"schema_version":{compact_json(schema_version)}}}'
-    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
@@ -314,7 +303,7 @@ def build_bundle(
     flags = build_flags(catalog, default_by)
     flag_texts = [compact_json(flag) for flag in flags]
     release: Release = {
-        "content_id": _content_id(SCHEMA_VERSION, flag_texts),
+        "content_id": content_id(SCHEMA_VERSION, flag_texts),
         "compiler_version": __version__,
     }
     if source_commit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from expc.api import Snapshot, graph_edges
+from expc.pipeline.link import GraphView
 
 _SHAPES = {
     "experiment": ('["', '"]'),
@@ -17,23 +17,21 @@ def _node_id(key: str) -> str:
     return "n_" + key.replace("-", "_")
 
 
-def render_mermaid(snapshot: Snapshot) -> str:
+def render_mermaid(graph: GraphView) -> str:
     lines = ["flowchart LR"]
-    for key in sorted(snapshot.catalog.graph.nodes if snapshot.catalog else []):
-        kind = snapshot.objects[key].definition.kind
+    for key, kind in graph.nodes:
         left, right = _SHAPES[kind]
         lines.append(f"  {_node_id(key)}{left}{key}<br/><i>{kind}</i>{right}")
-    for source, target, relation in graph_edges(snapshot):
+    for source, target, relation in graph.edges:
         lines.append(f"  {_node_id(source)} -->|{relation}| {_node_id(target)}")
     return "\n".join(lines) + "\n"
 
 
-def render_dot(snapshot: Snapshot) -> str:
+def render_dot(graph: GraphView) -> str:
     lines = ["digraph expc {", "  rankdir=LR;"]
-    for key in sorted(snapshot.catalog.graph.nodes if snapshot.catalog else []):
-        kind = snapshot.objects[key].definition.kind
+    for key, kind in graph.nodes:
         lines.append(f'  "{key}" [label="{key}\\n({kind})"];')
-    for source, target, relation in graph_edges(snapshot):
+    for source, target, relation in graph.edges:
         lines.append(f'  "{source}" -> "{target}" [label="{relation}"];')
     lines.append("}")
     return "\n".join(lines) + "\n"

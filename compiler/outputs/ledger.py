@@ -18,12 +18,12 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from expc.check.views import RAN, views
-from expc.diagnostics import Span
-from expc.outputs.bundle_types import Bundle
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-LEDGER_NAME = "ledger.json"
+from expc.diagnostics import Span
+from expc.outputs.bundle_types import Bundle
+from expc.reading.model import RAN
+
 
 _Text = Annotated[str, Field(min_length=1)]
 
@@ -117,15 +117,21 @@ def schema() -> dict[str, Any]:
 
 
 def updated(ledger: Ledger, bundle: Bundle) -> Ledger:
-    """The ledger after releasing `bundle`: old entries untouched, new ones added."""
+    """The ledger after releasing `bundle`: old entries untouched, new ones added. A
+    group or holdout goes live when an experiment that requires it has run."""
     release = bundle["release"]["content_id"]
     released = dict(ledger.released)
     live = dict(ledger.live)
-    for key, view in sorted(views(bundle).items()):
-        released.setdefault(key, Released(kind=view.kind, salt=view.salt, first_release=release))
-        if view.kind == "experiment" and view.state in RAN:
-            for container in [*view.groups, *view.holdouts]:
-                live.setdefault(container, release)
+    containers = {f["key"] for f in bundle["flags"] if f["kind"] in ("mutex", "holdout")}
+    for flag in sorted(bundle["flags"], key=lambda f: f["key"]):
+        salt = flag["bucketing"]["salt"]
+        released.setdefault(
+            flag["key"], Released(kind=flag["kind"], salt=salt, first_release=release)
+        )
+        if flag["kind"] == "experiment" and flag["state"] in RAN:
+            for requirement in flag["requires"]:
+                if requirement["flag"] in containers:
+                    live.setdefault(requirement["flag"], release)
     known = {(a.key, a.rule, a.fingerprint) for a in ledger.acknowledged}
     acknowledged = list(ledger.acknowledged)
     for entry in bundle.get("audit", []):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from expc.outputs import ledger
 from expc.outputs.bundle_types import Bundle
 from expc.reading.model import KINDS, DefinitionField
-from pydantic import TypeAdapter
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 

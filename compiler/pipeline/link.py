@@ -1,22 +1,42 @@
-"""The dependency graph of one snapshot: a thin wrapper over `networkx.DiGraph`.
+"""Linking one release: its dependency graph, a thin wrapper over `networkx.DiGraph`.
 
 Edges run from what is evaluated first to what depends on it: holdout -> member,
 group -> slot member, prerequisite -> dependent, cohort -> user of it. Each edge keeps
-the reference that made it, so a diagnostic can point at the line that wrote it.
+the references that made it (an experiment in two slots of a group: two), so a
+diagnostic can point at the line that wrote it.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import networkx as nx
+
 from expc import codes
 from expc.diagnostics import Diagnostic, Span, make
 from expc.reading.load import Loaded, a_or_an, did_you_mean
 from expc.reading.model import AllOf, AnyOf, Audience, Cohort, Condition, Experiment, Holdout, Mutex
 
 Path = tuple[str | int, ...]
+D = TypeVar("D", Experiment, Mutex, Holdout, Cohort)
+
+
+class Relation(enum.Enum):
+    """Why one object names another."""
+
+    SLOT = "slot"  # a group names the experiment or group in one of its slots
+    HOLDOUT_MEMBER = "holdout member"  # a holdout names an experiment or group it covers
+    PREREQUISITE = "prerequisite"  # an experiment names one it depends on
+    TARGETING = "targeting"  # conditions name a cohort
+    AUDIENCE = "audience"  # overrides, pins or a holdout's lists name a cohort
+
+    @property
+    def upstream(self) -> bool:
+        """Whether the named object is evaluated before the one naming it."""
+        return self in (Relation.PREREQUISITE, Relation.TARGETING, Relation.AUDIENCE)
 
 
 @dataclass(frozen=True)
@@ -27,9 +47,15 @@ class Reference:
     target: str
     kinds: tuple[str, ...]
     path: Path
-    relation: str
-    # True when the target is evaluated before the owner (prerequisite, cohort).
-    upstream: bool
+    relation: Relation
+    slot: int | None = None  # for Relation.SLOT: the slot's index in the group
+
+    @property
+    def label(self) -> str:
+        """The relation in words: "slot 3", "holdout member", "prerequisite"."""
+        if self.slot is not None:
+            return f"slot {self.slot + 1}"
+        return self.relation.value
 
     @property
     def span(self) -> Span:
@@ -38,7 +64,23 @@ class Reference:
     @property
     def edge(self) -> tuple[str, str]:
         owner = self.owner.definition.key
-        return (self.target, owner) if self.upstream else (owner, self.target)
+        return (self.target, owner) if self.relation.upstream else (owner, self.target)
+
+
+@dataclass(frozen=True)
+class GraphView:
+    """The graph as data, for `expc graph`: nodes with their kind, and edges with what
+    made them in words ("slots 2, 3" for an experiment holding two slots of a group)."""
+
+    nodes: tuple[tuple[str, str], ...]
+    edges: tuple[tuple[str, str, str], ...]
+
+
+def _relation(references: list[Reference]) -> str:
+    slots = [r.slot + 1 for r in references if r.slot is not None]
+    if len(slots) > 1 and len(slots) == len(references):
+        return "slots " + ", ".join(map(str, slots))
+    return ", ".join(dict.fromkeys(r.label for r in references))
 
 
 @dataclass
@@ -49,7 +91,7 @@ class Catalog:
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     # group key -> (parent group key, slot index in the parent)
     parent: dict[str, tuple[str, int]] = field(default_factory=dict)
-    # experiment or group key -> [(holdout key, index in members)]
+    # experiment or group key -> the holdouts that name it as a member
     holdouts_of: dict[str, list[str]] = field(default_factory=dict)
     # experiment key -> [(group key, slot index)] of the groups holding it directly
     slots_of: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -77,6 +119,36 @@ class Catalog:
                 seen.setdefault(holdout)
         return sorted(seen)
 
+    def _definition(self, key: str, kind: type[D]) -> D:
+        definition = self.objects[key].definition
+        if not isinstance(definition, kind):  # pragma: no cover - linking guarantees kinds
+            raise TypeError(f"'{key}' is {definition.kind}, not {kind.__name__.lower()}")
+        return definition
+
+    def experiment(self, key: str) -> Experiment:
+        return self._definition(key, Experiment)
+
+    def mutex(self, key: str) -> Mutex:
+        return self._definition(key, Mutex)
+
+    def holdout(self, key: str) -> Holdout:
+        return self._definition(key, Holdout)
+
+    def cohort(self, key: str) -> Cohort:
+        return self._definition(key, Cohort)
+
+    def experiments(self) -> list[str]:
+        return [k for k, o in self.objects.items() if isinstance(o.definition, Experiment)]
+
+    def view(self) -> GraphView:
+        nodes = tuple((key, self.objects[key].definition.kind) for key in sorted(self.graph.nodes))
+        edges = tuple(
+            sorted(
+                (a, b, _relation(self.graph.edges[a, b]["references"])) for a, b in self.graph.edges
+            )
+        )
+        return GraphView(nodes, edges)
+
     def topological_order(self) -> list[str]:
         return list(nx.lexicographical_topological_sort(self.graph))
 
@@ -90,14 +162,13 @@ def _condition_references(
             yield from _condition_references(owner, child, (*path, word, index))
     elif node.op in ("in_cohort", "not_in_cohort"):
         for index, value in enumerate(node.values):
-            yield Reference(
-                owner, str(value), ("cohort",), (*path, "values", index), "targeting", True
-            )
+            path_ = (*path, "values", index)
+            yield Reference(owner, str(value), ("cohort",), path_, Relation.TARGETING)
 
 
 def _audience_references(owner: Loaded, audience: Audience, path: Path) -> Iterator[Reference]:
     for index, cohort in enumerate(audience.cohorts):
-        yield Reference(owner, cohort, ("cohort",), (*path, "cohorts", index), "audience", True)
+        yield Reference(owner, cohort, ("cohort",), (*path, "cohorts", index), Relation.AUDIENCE)
 
 
 def references(owner: Loaded) -> Iterator[Reference]:
@@ -107,7 +178,7 @@ def references(owner: Loaded) -> Iterator[Reference]:
         for index, prerequisite in enumerate(definition.prerequisites):
             path = ("prerequisites", index, "experiment")
             yield Reference(
-                owner, prerequisite.experiment, ("experiment",), path, "prerequisite", True
+                owner, prerequisite.experiment, ("experiment",), path, Relation.PREREQUISITE
             )
         if definition.targeting is not None:
             yield from _condition_references(owner, definition.targeting, ("targeting",))
@@ -117,22 +188,19 @@ def references(owner: Loaded) -> Iterator[Reference]:
         for index, slot in enumerate(definition.slots):
             if slot.experiment is not None:
                 path = ("slots", index, "experiment")
-                yield Reference(
-                    owner, slot.experiment, ("experiment",), path, f"slot {index + 1}", False
-                )
+                yield Reference(owner, slot.experiment, ("experiment",), path, Relation.SLOT, index)
             if slot.group is not None:
                 path = ("slots", index, "group")
-                yield Reference(owner, slot.group, ("mutex",), path, f"slot {index + 1}", False)
+                yield Reference(owner, slot.group, ("mutex",), path, Relation.SLOT, index)
         for number, audience in definition.pinned.items():
             yield from _audience_references(owner, audience, ("pinned", str(number)))
     elif isinstance(definition, Holdout):
         for index, key in enumerate(definition.members.experiments):
             path = ("members", "experiments", index)
-            yield Reference(owner, key, ("experiment",), path, "holdout member", False)
+            yield Reference(owner, key, ("experiment",), path, Relation.HOLDOUT_MEMBER)
         for index, key in enumerate(definition.members.groups):
-            yield Reference(
-                owner, key, ("mutex",), ("members", "groups", index), "holdout member", False
-            )
+            path = ("members", "groups", index)
+            yield Reference(owner, key, ("mutex",), path, Relation.HOLDOUT_MEMBER)
         yield from _audience_references(owner, definition.include, ("include",))
         yield from _audience_references(owner, definition.exclude, ("exclude",))
     elif isinstance(definition, Cohort) and definition.match is not None:
@@ -198,14 +266,13 @@ def _record_structure(
     catalog: Catalog, reference: Reference, groups: dict[str, list[Reference]]
 ) -> None:
     owner = reference.owner.definition.key
-    if reference.relation.startswith("slot"):
-        slot = int(reference.path[1])
+    if reference.slot is not None:
         if reference.kinds == ("mutex",):
             groups.setdefault(reference.target, []).append(reference)
-            catalog.parent.setdefault(reference.target, (owner, slot))
+            catalog.parent.setdefault(reference.target, (owner, reference.slot))
         else:
-            catalog.slots_of.setdefault(reference.target, []).append((owner, slot))
-    elif reference.relation == "holdout member":
+            catalog.slots_of.setdefault(reference.target, []).append((owner, reference.slot))
+    elif reference.relation is Relation.HOLDOUT_MEMBER:
         catalog.holdouts_of.setdefault(reference.target, []).append(owner)
 
 
@@ -278,7 +345,7 @@ def _two_parents(group_references: dict[str, list[Reference]]) -> Iterator[Diagn
             first = places[0]
             yield make(
                 codes.GROUP_TWO_PARENTS,
-                f"group '{group}' is already nested in {first.relation} of "
+                f"group '{group}' is already nested in {first.label} of "
                 f"'{first.owner.definition.key}' ({first.span}); a group has one parent",
                 extra.span,
             )
@@ -299,7 +366,7 @@ def _cycles(catalog: Catalog) -> Iterator[Diagnostic]:
             f"dependency cycle: {path}; break one of these references",
             hops[0].span,
             [
-                f"{hop.span}: {a} -> {b} ({hop.relation})"
+                f"{hop.span}: {a} -> {b} ({hop.label})"
                 for hop, (a, b) in zip(hops, edges, strict=True)
             ],
         )

@@ -9,8 +9,9 @@ from fractions import Fraction
 from expc import codes
 from expc.diagnostics import Diagnostic, make
 from expc.pipeline.link import Catalog
-from expc.pipeline.traffic import effective_share, format_share, share_leading_to, top_level_groups
-from expc.reading.model import Experiment, Holdout, Mutex, Project
+from expc.pipeline.traffic import effective_share, share_leading_to, top_level_groups
+from expc.reading.model import Experiment, Holdout, Mutex, Project, salt_of
+from expc.shares import percent
 
 
 def lint(catalog: Catalog, project: Project | None) -> Iterator[Diagnostic]:
@@ -19,10 +20,6 @@ def lint(catalog: Catalog, project: Project | None) -> Iterator[Diagnostic]:
     yield from _shared_salts(catalog)
     if project is not None and project.warn_below_traffic is not None:
         yield from _low_traffic(catalog, Fraction(project.warn_below_traffic) / 100)
-
-
-def salt_of(definition: Experiment | Mutex | Holdout) -> str:
-    return definition.bucketing.salt or definition.key
 
 
 def _group_trees(catalog: Catalog) -> Iterator[Diagnostic]:
@@ -48,7 +45,7 @@ def _group_trees(catalog: Catalog) -> Iterator[Diagnostic]:
             yield make(
                 codes.MULTIPLE_GROUPS,
                 f"experiment '{key}' is in {len(tops)} mutex groups ({', '.join(tops)}), "
-                f"drawn independently: it can enrol only {format_share(share)} of users; "
+                f"drawn independently: it can enrol only {percent(share, trim=True)} of users; "
                 "to give it that share, use one group holding all of its members",
                 loaded.span("key"),
             )
@@ -97,8 +94,8 @@ def _low_traffic(catalog: Catalog, threshold: Fraction) -> Iterator[Diagnostic]:
         if share < threshold:
             yield make(
                 codes.LOW_TRAFFIC,
-                f"experiment '{key}' can enrol only {format_share(share)} of users, under the "
-                f"project's warn_below_traffic of {format_share(threshold)}; give it more "
-                "slots or traffic",
+                f"experiment '{key}' can enrol only {percent(share, trim=True)} of users, "
+                "under the project's warn_below_traffic of "
+                f"{percent(threshold, trim=True)}; give it more slots or traffic",
                 catalog.objects[key].span("key"),
             )

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from expc import codes
 from expc.diagnostics import Diagnostic, make
-from expc.outputs.targets import TARGET_FILES
+from expc.outputs.targets import NAMES as TARGET_NAMES
 from expc.reading.load import Loaded, did_you_mean
 from expc.reading.model import (
     AllOf,
@@ -21,29 +21,20 @@ from expc.reading.model import (
     Mutex,
     Project,
 )
-from expc.sdk.bucketing import FULL, basis_points, fill_shares
+from expc.sdk.bucketing import FULL, basis_points
 from expc.sdk.conditions import as_version
+from expc.shares import basis_share, percent, variant_shares
 
 MAX_SLOTS = 20
-KNOWN_TARGETS = frozenset(TARGET_FILES)
+KNOWN_TARGETS = frozenset(TARGET_NAMES)
 VALUELESS_OPS = {"exists", "not_exists"}
 NUMBER_OPS = {"lt", "lte", "gt", "gte"}
 VERSION_OPS = {"version_lt", "version_lte", "version_gt", "version_gte"}
 SINGLE_VALUE_OPS = NUMBER_OPS | VERSION_OPS | {"is", "is_not"}
 
 
-def variant_shares(experiment: Experiment) -> list[int]:
-    explicit = [None if v.weight is None else basis_points(v.weight) for v in experiment.variants]
-    return fill_shares(explicit)
-
-
-def slot_shares(group: Mutex) -> list[int]:
-    explicit = [None if s.percent is None else basis_points(s.percent) for s in group.slots]
-    return fill_shares(explicit)
-
-
 def _percent(bp: int) -> str:
-    return f"{bp / 100:.2f}%"
+    return percent(basis_share(bp))
 
 
 def check_object(loaded: Loaded, relative: str) -> Iterator[Diagnostic]:

@@ -193,6 +193,8 @@ class Prerequisite(Strict):
 
 
 State = Literal["draft", "running", "stopped", "concluded"]
+# The states of an experiment that has enrolled users at some point (DESIGN §6).
+RAN = frozenset({"running", "stopped", "concluded"})
 
 
 class Experiment(Definition):
@@ -237,6 +239,11 @@ class Holdout(Definition):
     members: HoldoutMembers = HoldoutMembers()
     include: AudienceField = Audience()
     exclude: AudienceField = Audience()
+
+
+def salt_of(definition: Experiment | Mutex | Holdout) -> str:
+    """The salt an object hashes with: its own, or its key (DESIGN §2)."""
+    return definition.bucketing.salt or definition.key
 
 
 class Cohort(Definition):

@@ -14,6 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ruamel.yaml import events
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
+
 from expc import codes
 from expc.reading.yaml_values import (
     MAP_TAG,
@@ -23,9 +27,6 @@ from expc.reading.yaml_values import (
     ValueBuilder,
     error_at,
 )
-from ruamel.yaml import events
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.reader import ReaderError
 
 _DEFAULT_TAGS = {"scalar": STR_TAG, "sequence": SEQ_TAG, "mapping": MAP_TAG}
 # libyaml's line breaks, so that a position computed here agrees with its marks.

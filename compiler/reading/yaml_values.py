@@ -16,9 +16,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from ruamel.yaml import events
+
 from expc import codes
 from expc.diagnostics import Code
-from ruamel.yaml import events
 
 # A definition has a few hundred nodes; aliases expanding past this are an attack.
 MAX_NODES_PER_FILE = 100_000

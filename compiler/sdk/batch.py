@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from expc.sdk.bucketing import BLOCK_ADD, C1, C2, FINAL_1, FINAL_2, blocks_state, utf8
 from expc.sdk.conditions import well_formed
 from expc.sdk.evaluate import (

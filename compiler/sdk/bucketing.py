@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import mmh3
+
 from expc.sdk.conditions import well_formed
 
 POINTS = 42_949_673  # number of distinct points: 0 .. 42949672

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
@@ -412,11 +412,22 @@ class _Program:
         return self.needed[key]
 
 
+def compact_json(value: Any) -> str:
+    """Canonical compact JSON: keys sorted, no spaces, non-ASCII as UTF-8."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
+    """The content id (docs/bundle.md): sha256 of the compact canonical JSON of
+    `{"flags": [...], "schema_version": ...}`, from each flag's compact JSON text. The
+    compiler passes the texts it writes into the bundle, so nothing is encoded twice."""
+    body = f'{{"flags":[{",".join(flag_texts)}],"schema_version":{compact_json(schema_version)}}}'
+    return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
 def content_id_of(bundle: Mapping[str, Any]) -> str:
     """Recompute a bundle's content id (see docs/bundle.md)."""
-    body = {"flags": bundle["flags"], "schema_version": bundle["schema_version"]}
-    compact = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(compact.encode("utf-8")).hexdigest()
+    return content_id(bundle["schema_version"], [compact_json(f) for f in bundle["flags"]])
 
 
 def _read(source: BundleSource) -> Any:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
-from expc import __version__, api
+
+from expc import __version__
+from expc.errors import UsageError
+from expc.outputs.ledger import Ledger
+from expc.outputs.release import release_files
+from expc.pipeline.snapshot import Rejected, read_blobs
 
 # Where the reusable action and the package are published; `--action` overrides both.
 DEFAULT_ACTION = f"expc-dev/expc@v{__version__}"
@@ -61,7 +66,7 @@ def parse_action(text: str) -> Source:
     )
     if match is None or match["repository"] in (".", "..") or bad_ref:
         shown = text.encode("unicode_escape").decode("ascii")
-        raise api.UsageError(f"--action '{shown}': expected {ACTION_FORM}; nothing written")
+        raise UsageError(f"--action '{shown}': expected {ACTION_FORM}; nothing written")
     return Source(f"{match['owner']}/{match['repository']}", ref)
 
 
@@ -103,13 +108,10 @@ def compiled(directory: Path, scaffold: dict[str, str]) -> tuple[dict[str, str],
         for relative, content in scaffold.items()
         if relative.startswith(prefix)
     ]
-    snapshot = api.load_snapshot_from_blobs(definitions, blobs)
-    if snapshot.has_errors:  # the templates are ours: this is a bug, not a usage error
+    snapshot = read_blobs(definitions, blobs)
+    if isinstance(snapshot, Rejected):  # the templates are ours: a bug, not a usage error
         raise RuntimeError(f"the scaffold does not validate: {snapshot.diagnostics[0].message}")
-    flags = sum(
-        1 for o in snapshot.objects.values() if o.definition.kind not in {"cohort", "project"}
-    )
-    return api.outputs(snapshot), flags
+    return release_files(snapshot, Ledger.new()), snapshot.flag_count
 
 
 def _writable(path: Path) -> None:
@@ -117,11 +119,11 @@ def _writable(path: Path) -> None:
     for folder in path.parents:
         if folder.exists() or folder.is_symlink():
             if not folder.is_dir():
-                raise api.UsageError(
+                raise UsageError(
                     f"{folder}: is a file, where init needs a directory; init wrote nothing"
                 )
             if not os.access(folder, os.W_OK | os.X_OK):
-                raise api.UsageError(f"{folder}: not writable; init wrote nothing")
+                raise UsageError(f"{folder}: not writable; init wrote nothing")
             return
 
 
@@ -150,7 +152,7 @@ def _write_all(files: dict[Path, str]) -> None:
             where = error.filename or current  # a failed write names no file
             why = error.strerror or type(error).__name__
             message = f"{where}: cannot be written ({why}); init wrote nothing"
-            raise api.UsageError(message) from error
+            raise UsageError(message) from error
         raise
 
 
@@ -165,7 +167,7 @@ def init(directory: Path, action: str | None = None) -> Written:
     existing = [path for path in [*planned, *generated] if path.exists() or path.is_symlink()]
     if existing:
         listed = ", ".join(str(path) for path in existing)
-        raise api.UsageError(f"not overwriting existing files: {listed}; init writes nothing")
+        raise UsageError(f"not overwriting existing files: {listed}; init writes nothing")
     for path in [*planned, *generated]:
         _writable(path)
     _write_all({**planned, **generated})

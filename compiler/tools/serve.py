@@ -27,6 +27,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
+from expc.errors import UsageError
+
 LOG = logging.getLogger("expc.serve")
 
 # A path longer than any file generated/ holds is a mistake or a probe; 414 says which.
@@ -211,3 +213,19 @@ def make_server(root: Path, host: str = "127.0.0.1", port: int = 8000) -> Server
     )[0]
     server_class = Server6 if family == socket.AF_INET6 else Server
     return server_class((str(address[0]), port), make_handler(root))
+
+
+def open_server(directory: Path, host: str, port: int) -> Server:
+    """`expc serve`: a server on `host:port` for `directory`, or a `UsageError` saying
+    what is wrong with the call (the port range, a missing folder, an unusable host)."""
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: a port is 0-65535 (0: any free port)")
+    if not directory.is_dir():
+        raise UsageError(f"{directory}: no such directory; run 'expc compile' first")
+    try:
+        return make_server(directory, host, port)
+    except (OSError, ValueError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise UsageError(
+            f"--host '{printable(host)}' --port {port}: cannot listen there: {reason}"
+        ) from error

@@ -21,11 +21,11 @@ from typing import Any
 
 from expc.outputs.bundle_types import Bundle
 from expc.pipeline.link import Catalog
-from expc.pipeline.traffic import effective_share, holdout_share
-from expc.pipeline.validate import slot_shares
+from expc.pipeline.traffic import effective_share, group_reach
 from expc.reading.model import Experiment, Holdout, Mutex
 from expc.sdk.bucketing import FULL
 from expc.sdk.evaluate import Evaluator
+from expc.shares import holdout_share, slot_shares
 
 Z = 4.0
 
@@ -129,7 +129,7 @@ def _shares(
                 Share(key, "held out", counts[key, "holdout"], users, holdout_share(definition))
             )
         elif isinstance(definition, Mutex):
-            path_share = _group_path_share(catalog, key)
+            path_share = group_reach(catalog, key)
             for index, bp in enumerate(slot_shares(definition)):
                 expected = path_share * Fraction(bp, FULL)
                 shares.append(
@@ -141,20 +141,3 @@ def _shares(
             share = None if definition.prerequisites else effective_share(catalog, key)
             shares.append(Share(key, "enrolled", counts[key, "*"], users, share))
     return shares
-
-
-def _group_path_share(catalog: Catalog, group: str) -> Fraction:
-    """Share of all users a group's draw applies to: those not held out by the holdouts
-    that list it or a group above it, and in the slots above it when nested."""
-    share = Fraction(1)
-    for current in catalog.group_chain(group):
-        for holdout in catalog.holdouts_of.get(current, []):
-            definition = catalog.objects[holdout].definition
-            assert isinstance(definition, Holdout)
-            share *= 1 - holdout_share(definition)
-        if current in catalog.parent:
-            parent, slot = catalog.parent[current]
-            parent_definition = catalog.objects[parent].definition
-            assert isinstance(parent_definition, Mutex)
-            share *= Fraction(slot_shares(parent_definition)[slot], FULL)
-    return share

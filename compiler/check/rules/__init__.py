@@ -1,20 +1,25 @@
 """The safety rules of `expc check` (DESIGN §6): registry and the pairing framework.
 
 A rule is one small function over one old/new pair of views of an object; the
-framework pairs objects by key over both sides and calls every rule for its kinds.
-Its docstring is its documentation (`expc rules CODE`) and must show what it
-breaks and what to do instead. Codes are stable and never reused.
+framework pairs objects by key over both sides and calls every rule for its kinds,
+with the pair narrowed to what the rule reads: `Changed` (on both sides), `Added`,
+`Removed`, or `Present` (added or changed). A rule may also say `when` it applies
+(`running_on_both_sides`). Release-wide rules look at the release as a whole instead.
+
+A rule's docstring is its documentation (`expc rules CODE`) and must show what it
+breaks and what to do instead; its code joins the one registry of codes
+(`diagnostics.CODES`). Codes are stable and never reused.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from expc.check.views import RAN, View
-from expc.diagnostics import Severity, Span
+from expc.check.views import View
+from expc.diagnostics import Code, Severity, Span, define, find_code
+from expc.reading.model import RAN
 
 
 @dataclass(frozen=True)
@@ -33,19 +38,16 @@ class Change:
     span: Span | None = None  # an exact place when the rule knows it (a ledger line)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Context:
+    """Both sides of the check and the history the rules consult; never changes."""
+
     previous: dict[str, View]
     current: dict[str, View]
-    # From the ledger of both sides: every key and salt ever released, groups gone live.
-    released_keys: set[str] = field(default_factory=set)
+    # From the previous side's ledger: every key and salt ever released, groups gone live.
+    released_keys: frozenset[str] = frozenset()
     released_salts: dict[str, str] = field(default_factory=dict)
-    live: set[str] = field(default_factory=set)
-    # Release-wide facts for the rules of kind "release".
-    ledger_edits: list[str] = field(default_factory=list)
-    # Why the current ledger cannot be compared (missing or broken), with its place.
-    ledger_problem: tuple[str, Span] | None = None
-    unused_acknowledgements: list[tuple[str, str, str]] = field(default_factory=list)
+    live: frozenset[str] = frozenset()
 
     def has_run(self, key: str) -> bool:
         view = self.previous.get(key)
@@ -63,69 +65,163 @@ class Context:
         return any(key in v.holdouts and self.has_run(v.key) for v in self.previous.values())
 
 
-RuleCheck = Callable[[str, View | None, View | None, Context], Iterator[Change]]
+@dataclass(frozen=True)
+class ReleaseFacts:
+    """What the release-wide rules look at, once the object rules have run."""
+
+    ledger_edits: tuple[str, ...] = ()
+    # Why the current ledger cannot be compared (missing or broken), with its place.
+    ledger_problem: tuple[str, Span] | None = None
+    # Acknowledgements that matched no finding: (owner key, rule, fingerprint).
+    unused_acknowledgements: tuple[tuple[str, str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Changed:
+    """An object on both sides."""
+
+    key: str
+    before: View
+    after: View
+
+
+@dataclass(frozen=True)
+class Added:
+    """An object only on the current side."""
+
+    key: str
+    after: View
+
+
+@dataclass(frozen=True)
+class Removed:
+    """An object only on the previous side."""
+
+    key: str
+    before: View
+
+
+@dataclass(frozen=True)
+class Present:
+    """An object on the current side, new or not."""
+
+    key: str
+    before: View | None
+    after: View
+
+
+Pair = Changed | Added | Removed | Present
+
+
+def running_on_both_sides(pair: Changed) -> bool:
+    return pair.before.running and pair.after.running
 
 
 @dataclass(frozen=True)
 class Rule:
-    code: str
-    name: str
-    severity: Severity
+    code: Code
     kinds: frozenset[str]
-    check: RuleCheck
+    on: type[Pair]
+    when: Callable[[Any], bool] | None
+    check: Callable[[Any, Context], Iterator[Change]]
 
-    @property
-    def doc(self) -> str:
-        return inspect.cleandoc(self.check.__doc__ or "")
+    def pair(self, key: str, before: View | None, after: View | None) -> Pair | None:
+        """The pair this rule reads, or None when the object is not of that shape."""
+        if self.on is Changed and before is not None and after is not None:
+            return Changed(key, before, after)
+        if self.on is Added and before is None and after is not None:
+            return Added(key, after)
+        if self.on is Removed and before is not None and after is None:
+            return Removed(key, before)
+        if self.on is Present and after is not None:
+            return Present(key, before, after)
+        return None
 
-    @property
-    def summary(self) -> str:
-        return " ".join(self.doc.split("\n\n", 1)[0].split())
+
+@dataclass(frozen=True)
+class ReleaseRule:
+    code: Code
+    check: Callable[[ReleaseFacts], Iterator[Change]]
 
 
 RULES: dict[str, Rule] = {}
+RELEASE_RULES: dict[str, ReleaseRule] = {}
 
 
 def rule(
-    code: str, name: str, severity: Severity, kinds: tuple[str, ...]
-) -> Callable[[RuleCheck], RuleCheck]:
-    def register(check: RuleCheck) -> RuleCheck:
-        if code in RULES or any(r.name == name for r in RULES.values()):
-            raise RuntimeError(f"rule {code} {name} registered twice")
-        RULES[code] = Rule(code, name, severity, frozenset(kinds), check)
+    code: str,
+    name: str,
+    severity: Severity,
+    kinds: tuple[str, ...],
+    on: type[Pair],
+    when: Callable[[Any], bool] | None = None,
+) -> Callable[[Callable[[Any, Context], Iterator[Change]]], Any]:
+    """Register a rule over one object's pair of views; its docstring documents it."""
+
+    def register(check: Callable[[Any, Context], Iterator[Change]]) -> Any:
+        registered = define(code, name, severity, _summary(check), check.__doc__ or "")
+        RULES[code] = Rule(registered, frozenset(kinds), on, when, check)
         return check
 
     return register
 
 
-def find(code_or_name: str) -> Rule | None:
-    """A rule by its code or name, in any case (`c101`, `C101`)."""
-    wanted = code_or_name.strip().lower()
-    for candidate in RULES.values():
-        if wanted in (candidate.code.lower(), candidate.name):
-            return candidate
-    return None
+def release_rule(
+    code: str, name: str, severity: Severity
+) -> Callable[[Callable[[ReleaseFacts], Iterator[Change]]], Any]:
+    """Register a rule about the release as a whole (the ledger, acknowledgements)."""
+
+    def register(check: Callable[[ReleaseFacts], Iterator[Change]]) -> Any:
+        registered = define(code, name, severity, _summary(check), check.__doc__ or "")
+        RELEASE_RULES[code] = ReleaseRule(registered, check)
+        return check
+
+    return register
 
 
-def run_rules(context: Context) -> Iterator[tuple[Rule, str, Change]]:
-    """Every rule over every object of either side, in a stable order."""
+def _summary(check: Callable[..., Any]) -> str:
+    return " ".join((check.__doc__ or "").strip().split("\n\n", 1)[0].split())
+
+
+class Raised(NamedTuple):
+    """One change a rule found, about one object."""
+
+    code: Code
+    key: str
+    change: Change
+
+
+def run_rules(context: Context) -> Iterator[Raised]:
+    """Every object rule over every object of either side, in a stable order."""
     for key in sorted(set(context.previous) | set(context.current)):
         before, after = context.previous.get(key), context.current.get(key)
         kind = (after or before).kind  # type: ignore[union-attr]
         for code in sorted(RULES):
             found = RULES[code]
-            if kind in found.kinds:
-                for change in found.check(key, before, after, context):
-                    yield found, key, change
+            pair = found.pair(key, before, after) if kind in found.kinds else None
+            if pair is None or (found.when is not None and not found.when(pair)):
+                continue
+            for change in found.check(pair, context):
+                yield Raised(found.code, change.about or key, change)
 
 
-def run_release_rules(context: Context) -> Iterator[tuple[Rule, str, Change]]:
-    """The rules about the release as a whole (kind "release"), called once."""
-    for code in sorted(RULES):
-        found = RULES[code]
-        if "release" in found.kinds:
-            for change in found.check("", None, None, context):
-                yield found, "", change
+def run_release_rules(facts: ReleaseFacts) -> Iterator[Raised]:
+    for code in sorted(RELEASE_RULES):
+        for change in RELEASE_RULES[code].check(facts):
+            yield Raised(RELEASE_RULES[code].code, change.about or "", change)
+
+
+def documented(code_or_name: str) -> Code | None:
+    """A rule's code by its code or name, in any case; None for other codes."""
+    code = find_code(code_or_name)
+    if code is None or (code.id not in RULES and code.id not in RELEASE_RULES):
+        return None
+    return code
+
+
+def all_rules() -> list[Code]:
+    codes = [r.code for r in RULES.values()] + [r.code for r in RELEASE_RULES.values()]
+    return sorted(codes, key=lambda code: code.id)
 
 
 # Importing the families registers their rules.

@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from fractions import Fraction
 
-from expc.check.rules import Change, Context, rule
-from expc.check.views import View, percent, range_share, share_changed
+from expc.check.rules import Change, Changed, Context, rule, running_on_both_sides
+from expc.check.views import View, range_share, share_changed
 from expc.diagnostics import Severity
 from expc.sdk.bucketing import POINTS
+from expc.shares import percent
 
 ERROR = Severity.ERROR
 
 
-def _still_running(before: View | None, after: View | None) -> bool:
-    return before is not None and after is not None and before.running and after.running
-
-
-@rule("C110", "running-experiment-group-changed", ERROR, ("experiment",))
-def running_experiment_group_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule(
+    "C110",
+    "running-experiment-group-changed",
+    ERROR,
+    ("experiment",),
+    Changed,
+    running_on_both_sides,
+)
+def running_experiment_group_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A running experiment was added to a group, removed from one, moved between
     slots, or gave up a slot (taking one more slot of a group it is already in only
     adds users: a notice, like a traffic raise).
@@ -36,9 +38,7 @@ def running_experiment_group_changed(
         group, conclude it and start a successor in the group. To give a running
         experiment more users, let it take one more empty slot of its group.
     """
-    if not _still_running(before, after):
-        return
-    assert before is not None and after is not None
+    key, before, after = pair.key, pair.before, pair.after
     if dict(before.groups) == dict(after.groups):
         return
     added = sorted(set(after.groups) - set(before.groups))
@@ -101,10 +101,15 @@ def _kept_share(view: View, groups: list[str], context: Context) -> Fraction:
     return kept
 
 
-@rule("C111", "running-experiment-holdout-changed", ERROR, ("experiment",))
-def running_experiment_holdout_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule(
+    "C111",
+    "running-experiment-holdout-changed",
+    ERROR,
+    ("experiment",),
+    Changed,
+    running_on_both_sides,
+)
+def running_experiment_holdout_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A running experiment was added to a holdout or removed from one (a new holdout
     over a running experiment counts as adding it).
 
@@ -116,9 +121,7 @@ def running_experiment_holdout_changed(
     instead:
         cover experiments with holdouts before they start.
     """
-    if not _still_running(before, after):
-        return
-    assert before is not None and after is not None
+    key, before, after = pair.key, pair.before, pair.after
     if before.holdouts == after.holdouts:
         return
     added = sorted(after.holdouts - before.holdouts)
@@ -143,10 +146,15 @@ def running_experiment_holdout_changed(
     )
 
 
-@rule("C112", "running-experiment-bucketing-changed", ERROR, ("experiment",))
-def running_experiment_bucketing_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule(
+    "C112",
+    "running-experiment-bucketing-changed",
+    ERROR,
+    ("experiment",),
+    Changed,
+    running_on_both_sides,
+)
+def running_experiment_bucketing_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A running experiment's salt, bucketing attribute, variant set or weights
     changed.
 
@@ -159,9 +167,7 @@ def running_experiment_bucketing_changed(
         keep a running experiment's variants and weights; to change them, conclude it
         and start a new experiment (new key and salt).
     """
-    if not _still_running(before, after):
-        return
-    assert before is not None and after is not None
+    key, before, after = pair.key, pair.before, pair.after
     if before.bucketing != after.bucketing:
         kept = sum((Fraction(e - s, POINTS) ** 2 for _, s, e in after.ranges), Fraction(0))
         yield Change(
@@ -181,10 +187,15 @@ def running_experiment_bucketing_changed(
         )
 
 
-@rule("C113", "running-experiment-traffic-changed", ERROR, ("experiment",))
-def running_experiment_traffic_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule(
+    "C113",
+    "running-experiment-traffic-changed",
+    ERROR,
+    ("experiment",),
+    Changed,
+    running_on_both_sides,
+)
+def running_experiment_traffic_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A running experiment's traffic was lowered (raising it is safe, and reported
     as a notice).
 
@@ -196,9 +207,7 @@ def running_experiment_traffic_changed(
     instead:
         keep or raise traffic while it runs; ramp down by stopping the experiment.
     """
-    if not _still_running(before, after):
-        return
-    assert before is not None and after is not None
+    key, before, after = pair.key, pair.before, pair.after
     if after.traffic < before.traffic:
         leaving = Fraction(before.traffic - after.traffic, before.traffic)
         yield Change(
@@ -217,10 +226,15 @@ def running_experiment_traffic_changed(
         )
 
 
-@rule("C114", "running-experiment-targeting-changed", Severity.WARNING, ("experiment",))
-def running_experiment_targeting_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule(
+    "C114",
+    "running-experiment-targeting-changed",
+    Severity.WARNING,
+    ("experiment",),
+    Changed,
+    running_on_both_sides,
+)
+def running_experiment_targeting_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A running experiment's targeting or prerequisites changed.
 
     Users who no longer match leave the experiment, new ones enter part way through;
@@ -232,9 +246,7 @@ def running_experiment_targeting_changed(
         settle targeting before starting, or accept knowingly and analyse the periods
         apart.
     """
-    if not _still_running(before, after):
-        return
-    assert before is not None and after is not None
+    key, before, after = pair.key, pair.before, pair.after
     changed = [
         what
         for what, old, new in (

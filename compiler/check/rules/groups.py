@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from expc.check.rules import Change, Context, rule
-from expc.check.views import View, percent, range_share, share_changed
+from expc.check.rules import Change, Changed, Context, Removed, rule
+from expc.check.views import View, range_share, share_changed
 from expc.diagnostics import Severity
+from expc.shares import percent
 
 ERROR = Severity.ERROR
 
 
-@rule("C101", "live-group-slots-changed", ERROR, ("mutex",))
-def live_group_slots_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C101", "live-group-slots-changed", ERROR, ("mutex",), on=Changed)
+def live_group_slots_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A live group's slot count, slot percents or order changed.
 
     Users are placed in slots by their point; moving a boundary moves every user
@@ -28,7 +27,8 @@ def live_group_slots_changed(
         keep the live slots as they are and give new experiments the free share or a
         new group; to rebalance, end the experiments and start a new group.
     """
-    if before is None or after is None or not context.is_live(key):
+    key, before, after = pair.key, pair.before, pair.after
+    if not context.is_live(key):
         return
     if before.ranges != after.ranges:
         moved = share_changed(before.ranges, after.ranges)
@@ -46,10 +46,8 @@ def live_group_slots_changed(
         )
 
 
-@rule("C102", "live-group-bucketing-changed", ERROR, ("mutex", "holdout"))
-def live_group_bucketing_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C102", "live-group-bucketing-changed", ERROR, ("mutex", "holdout"), on=Changed)
+def live_group_bucketing_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A live group's or holdout's bucketing attribute or salt changed.
 
     A new salt or attribute is a new draw: every user lands somewhere new, so about
@@ -60,7 +58,8 @@ def live_group_bucketing_changed(
     instead:
         keep the bucketing of a live group; start a new group for a new draw.
     """
-    if before is None or after is None or not context.is_live(key):
+    key, before, after = pair.key, pair.before, pair.after
+    if not context.is_live(key):
         return
     if before.bucketing != after.bucketing:
         yield Change(
@@ -71,10 +70,8 @@ def live_group_bucketing_changed(
         )
 
 
-@rule("C103", "live-holdout-percent-changed", ERROR, ("holdout",))
-def live_holdout_percent_changed(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C103", "live-holdout-percent-changed", ERROR, ("holdout",), on=Changed)
+def live_holdout_percent_changed(pair: Changed, context: Context) -> Iterator[Change]:
     """A live holdout's percent changed.
 
     Growing it takes enrolled users out of every experiment it covers; shrinking it
@@ -85,7 +82,8 @@ def live_holdout_percent_changed(
     instead:
         keep the percent of a live holdout; start a new holdout for a new share.
     """
-    if before is None or after is None or not context.is_live(key):
+    key, before, after = pair.key, pair.before, pair.after
+    if not context.is_live(key):
         return
     held_before = range_share(before.ranges, {"holdout"})
     held_after = range_share(after.ranges, {"holdout"})
@@ -100,10 +98,8 @@ def live_holdout_percent_changed(
         )
 
 
-@rule("C104", "group-deleted-while-running", ERROR, ("mutex", "holdout"))
-def group_deleted_while_running(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C104", "group-deleted-while-running", ERROR, ("mutex", "holdout"), on=Removed)
+def group_deleted_while_running(pair: Removed, context: Context) -> Iterator[Change]:
     """A group or holdout was deleted while one of its members runs.
 
     Without the group its experiments' users are no longer kept apart (or held out):
@@ -114,8 +110,7 @@ def group_deleted_while_running(
     instead:
         stop or conclude its running members first, then delete the group.
     """
-    if before is None or after is not None:
-        return
+    key, before = pair.key, pair.before
     running = sorted(
         member
         for member, view in context.current.items()

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from expc.check.rules import Change, Context, rule
-from expc.check.views import RAN, View
+from expc.check.rules import (
+    Added,
+    Change,
+    Changed,
+    Context,
+    Present,
+    ReleaseFacts,
+    Removed,
+    release_rule,
+    rule,
+)
 from expc.diagnostics import Severity
+from expc.reading.model import RAN
 
 ERROR = Severity.ERROR
 # state before -> states it may not become
@@ -17,10 +27,8 @@ FORBIDDEN = {
 }
 
 
-@rule("C120", "running-experiment-deleted", ERROR, ("experiment",))
-def running_experiment_deleted(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C120", "running-experiment-deleted", ERROR, ("experiment",), on=Removed)
+def running_experiment_deleted(pair: Removed, context: Context) -> Iterator[Change]:
     """A running experiment was deleted.
 
     SDKs drop it at once: enrolled users lose their variant mid-flight, and its key
@@ -31,14 +39,12 @@ def running_experiment_deleted(
     instead:
         set state: stopped (or concluded with a rollout); delete it in a later change.
     """
-    if before is not None and after is None and before.running:
-        yield Change(f"running experiment '{key}' was deleted", before.state, None)
+    if pair.before.running:
+        yield Change(f"running experiment '{pair.key}' was deleted", pair.before.state, None)
 
 
-@rule("C121", "illegal-state-change", ERROR, ("experiment",))
-def illegal_state_change(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C121", "illegal-state-change", ERROR, ("experiment",), on=Changed)
+def illegal_state_change(pair: Changed, context: Context) -> Iterator[Change]:
     """An experiment's state went backwards: running -> draft, stopped -> running,
     concluded -> running (or any move out of concluded but to itself).
 
@@ -50,8 +56,7 @@ def illegal_state_change(
     instead:
         start a new experiment with a new key (and salt) for another run.
     """
-    if before is None or after is None or before.state == after.state:
-        return
+    key, before, after = pair.key, pair.before, pair.after
     if after.state in FORBIDDEN.get(before.state, set()):
         yield Change(
             f"experiment '{key}' went from {before.state} to {after.state}, which is not allowed",
@@ -60,10 +65,8 @@ def illegal_state_change(
         )
 
 
-@rule("C122", "retired-key-or-salt-reused", ERROR, ("experiment", "mutex", "holdout"))
-def retired_key_or_salt_reused(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C122", "retired-key-or-salt-reused", ERROR, ("experiment", "mutex", "holdout"), on=Added)
+def retired_key_or_salt_reused(pair: Added, context: Context) -> Iterator[Change]:
     """A new object reuses a key or a salt that an earlier release used (the ledger
     remembers them after the object is deleted).
 
@@ -75,8 +78,7 @@ def retired_key_or_salt_reused(
     instead:
         choose a new key (e.g. checkout-redesign-2) and leave the salt to default.
     """
-    if before is not None or after is None:
-        return
+    key, after = pair.key, pair.after
     if key in context.released_keys:
         yield Change(f"'{key}' was released before and retired; choose a new key", key, key)
     owner = context.released_salts.get(after.salt)
@@ -89,10 +91,8 @@ def retired_key_or_salt_reused(
         )
 
 
-@rule("C123", "slot-carry-over", Severity.WARNING, ("experiment",))
-def slot_carry_over(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@rule("C123", "slot-carry-over", Severity.WARNING, ("experiment",), on=Present)
+def slot_carry_over(pair: Present, context: Context) -> Iterator[Change]:
     """A new experiment was placed in a slot whose earlier member ran.
 
     The slot's users were exposed to the earlier experiment; its effects can carry
@@ -104,7 +104,8 @@ def slot_carry_over(
         use a slot no experiment has run in, or accept knowingly and mention the
         carry-over in the analysis.
     """
-    if after is None or (before is not None and before.groups == after.groups):
+    key, before, after = pair.key, pair.before, pair.after
+    if before is not None and before.groups == after.groups:
         return
     for group, slots in sorted(after.groups.items()):
         if before is not None and before.groups.get(group) == slots:
@@ -134,10 +135,8 @@ def _left_slot(member: str, group: str, slot: str, context: Context) -> bool:
     return now is None or slot not in now.groups.get(group, ()) or now.state in RAN - {"running"}
 
 
-@rule("C124", "ledger-edited", ERROR, ("release",))
-def ledger_edited(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@release_rule("C124", "ledger-edited", ERROR)
+def ledger_edited(facts: ReleaseFacts) -> Iterator[Change]:
     """The change edits or drops past entries of generated/ledger.json, deletes it, or
     leaves it unreadable.
 
@@ -150,21 +149,19 @@ def ledger_edited(
     instead:
         leave the ledger to `expc compile`, which only appends.
     """
-    if context.ledger_problem is not None:
-        problem, span = context.ledger_problem
+    if facts.ledger_problem is not None:
+        problem, span = facts.ledger_problem
         yield Change(problem, problem, None, span=span)
-    if context.ledger_edits:
+    if facts.ledger_edits:
         yield Change(
-            "generated/ledger.json edits past entries: " + ", ".join(context.ledger_edits),
-            context.ledger_edits,
+            "generated/ledger.json edits past entries: " + ", ".join(facts.ledger_edits),
+            list(facts.ledger_edits),
             None,
         )
 
 
-@rule("C125", "unused-acknowledgement", Severity.WARNING, ("release",))
-def unused_acknowledgement(
-    key: str, before: View | None, after: View | None, context: Context
-) -> Iterator[Change]:
+@release_rule("C125", "unused-acknowledgement", Severity.WARNING)
+def unused_acknowledgement(facts: ReleaseFacts) -> Iterator[Change]:
     """An acknowledgement matches no finding of this change.
 
     Either the change it accepted was edited (so its fingerprint is stale and the
@@ -176,7 +173,7 @@ def unused_acknowledgement(
     instead:
         remove it, or paste the new snippet the failing check printed.
     """
-    for owner, rule_name, fingerprint in context.unused_acknowledgements:
+    for owner, rule_name, fingerprint in facts.unused_acknowledgements:
         yield Change(
             f"acknowledgement of {rule_name} ({fingerprint}) in '{owner}' matches nothing; "
             "remove it or replace it with the snippet the check prints",

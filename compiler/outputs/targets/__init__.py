@@ -11,7 +11,8 @@ from typing import Any
 
 from expc.outputs.bundle_types import Bundle
 
-TARGET_FILES = {"amplitude": "amplitude/flags.json"}
+# Where each writes is `outputs.layout.TARGETS`.
+NAMES = ("amplitude",)
 
 
 def builder(name: str) -> Callable[[Bundle], Any]:
