@@ -21,9 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from scenario import scenario_bundle
+
 from expc.outputs.targets.amplitude import export
 from expc.sdk.evaluate import Evaluator
-from scenario import scenario_bundle
 
 FLAGS = 10
 

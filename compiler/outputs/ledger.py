@@ -24,7 +24,6 @@ from expc.diagnostics import Span
 from expc.outputs.bundle_types import Bundle
 from expc.reading.model import RAN
 
-
 _Text = Annotated[str, Field(min_length=1)]
 
 
