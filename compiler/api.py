@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any
 
 from expc.diagnostics import Code, Diagnostic, promote_warnings
 from expc.errors import TargetError, UsageError
-from expc.outputs.files import OutputError, changed_files, write_outputs
 from expc.outputs.layout import Layout
-from expc.outputs.release import bundle_of, read_history, release_files
 from expc.pipeline.link import GraphView
 from expc.pipeline.snapshot import Rejected, Snapshot, read, shown_path
-from expc.pipeline.traffic import TrafficRow, traffic_rows
 from expc.render import Report, counted
 
-if TYPE_CHECKING:  # the modules of one command are imported by that command only
+# The modules only some commands need are imported by those commands: `validate`
+# runs in every pre-commit and starts faster without the compile stage and its outputs.
+if TYPE_CHECKING:
     from expc.check.run import CheckResult
+    from expc.pipeline.traffic import TrafficRow
     from expc.sdk.evaluate import Evaluator
     from expc.tools.init import Written
     from expc.tools.simulate import Simulation
@@ -92,6 +92,9 @@ def compile_release(
 ) -> Compilation:
     """Write every output into `out` (default `generated/` beside the definitions), all
     or none; with `check_only`, write nothing and list the files that are stale."""
+    from expc.outputs.files import OutputError, changed_files, write_outputs
+    from expc.outputs.release import read_history, release_files
+
     out_dir = out if out is not None else Layout.beside(definitions).root
     layout = Layout(out_dir)
     result = load(definitions, strict)
@@ -162,11 +165,14 @@ def graph(snapshot: Snapshot) -> GraphView:
 
 def traffic(snapshot: Snapshot) -> list[TrafficRow]:
     """Every experiment's state and the share it enrols now, before targeting."""
+    from expc.pipeline.traffic import traffic_rows
+
     return traffic_rows(snapshot.catalog)
 
 
 def evaluator_for(snapshot: Snapshot | None, bundle_file: Path | None) -> Evaluator:
     """An evaluator of a bundle file, or of the bundle compiled in memory."""
+    from expc.outputs.release import bundle_of
     from expc.sdk.evaluate import BundleError, Evaluator
 
     if bundle_file is not None:
@@ -197,6 +203,7 @@ def parse_user(text: str) -> dict[str, Any]:
 
 def simulate(snapshot: Snapshot, users: int) -> Simulation:
     """Evaluate `users` synthetic users; shares observed against expected."""
+    from expc.outputs.release import bundle_of
     from expc.tools.simulate import simulate as run
 
     if users < 1:

@@ -73,10 +73,7 @@ def _span(side: Side, key: str) -> Span | None:
 def _labels(side: Side, container: str, key: str) -> frozenset[str]:
     if side.snapshot is None:
         return frozenset()
-    graph = side.snapshot.catalog.graph
-    if not graph.has_edge(container, key):
-        return frozenset()
-    return frozenset(r.label for r in graph.edges[container, key]["references"])
+    return frozenset(r.label for r in side.snapshot.catalog.references(container, key))
 
 
 def _reference_span(side: Side, container: str, key: str, known: frozenset[str]) -> Span | None:
@@ -86,7 +83,7 @@ def _reference_span(side: Side, container: str, key: str, known: frozenset[str])
         return None
     catalog = side.snapshot.catalog
     for target in [key, *catalog.groups_above(key)]:  # a holdout may name a group above
-        if catalog.graph.has_edge(container, target):
-            references = catalog.graph.edges[container, target]["references"]
-            return min(references, key=lambda r: r.label in known).span  # type: ignore[no-any-return]
+        references = catalog.references(container, target)
+        if references:
+            return min(references, key=lambda r: r.label in known).span
     return _span(side, container)

@@ -4,16 +4,21 @@ Edges run from what is evaluated first to what depends on it: holdout -> member,
 group -> slot member, prerequisite -> dependent, cohort -> user of it. Each edge keeps
 the references that made it (an experiment in two slots of a group: two), so a
 diagnostic can point at the line that wrote it.
+
+The networkx graph is built when something asks for it (the bundle's topological
+order, a cycle to report hop by hop): networkx takes longer to import than the whole
+rest of `expc validate`, which runs in every pre-commit and only needs to know that
+there is no cycle, a question the standard library's `graphlib` answers.
 """
 
 from __future__ import annotations
 
 import enum
+import functools
+import graphlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
-
-import networkx as nx
+from typing import Any, TypeVar
 
 from expc import codes
 from expc.diagnostics import Diagnostic, Span, make
@@ -88,7 +93,9 @@ class Catalog:
     """All objects of a snapshot by key, their graph, and the group structure."""
 
     objects: dict[str, Loaded]
-    graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    nodes: dict[str, str] = field(default_factory=dict)  # key -> kind (not the project)
+    # (from, to) -> the references that make the edge, in the order they were written
+    edges: dict[tuple[str, str], list[Reference]] = field(default_factory=dict)
     # group key -> (parent group key, slot index in the parent)
     parent: dict[str, tuple[str, int]] = field(default_factory=dict)
     # experiment or group key -> the holdouts that name it as a member
@@ -140,16 +147,29 @@ class Catalog:
     def experiments(self) -> list[str]:
         return [k for k, o in self.objects.items() if isinstance(o.definition, Experiment)]
 
+    @functools.cached_property
+    def graph(self) -> Any:
+        """The networkx DiGraph of the release, built on first use (see above)."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from((key, {"kind": kind}) for key, kind in self.nodes.items())
+        for (a, b), references in self.edges.items():
+            graph.add_edge(a, b, reference=references[0], references=references)
+        return graph
+
+    def references(self, source: str, target: str) -> list[Reference]:
+        """What makes the edge `source -> target`, or nothing when there is none."""
+        return self.edges.get((source, target), [])
+
     def view(self) -> GraphView:
-        nodes = tuple((key, self.objects[key].definition.kind) for key in sorted(self.graph.nodes))
-        edges = tuple(
-            sorted(
-                (a, b, _relation(self.graph.edges[a, b]["references"])) for a, b in self.graph.edges
-            )
-        )
-        return GraphView(nodes, edges)
+        nodes = tuple((key, self.nodes[key]) for key in sorted(self.nodes))
+        edges = sorted((a, b, _relation(refs)) for (a, b), refs in self.edges.items())
+        return GraphView(nodes, tuple(edges))
 
     def topological_order(self) -> list[str]:
+        import networkx as nx
+
         return list(nx.lexicographical_topological_sort(self.graph))
 
 
@@ -218,7 +238,7 @@ def build(
     diagnostics: list[Diagnostic] = []
     for key in sorted(objects):
         if objects[key].definition.kind != "project":
-            catalog.graph.add_node(key, kind=objects[key].definition.kind)
+            catalog.nodes[key] = objects[key].definition.kind
     keys_by_kind: dict[str, list[str]] = {}
     for key, loaded in objects.items():
         keys_by_kind.setdefault(loaded.definition.kind, []).append(key)
@@ -249,11 +269,8 @@ def build(
                     )
                 )
                 continue
-            if catalog.graph.has_edge(*reference.edge):
-                # One experiment in two slots of a group: one edge, every reference kept.
-                catalog.graph.edges[reference.edge]["references"].append(reference)
-            else:
-                catalog.graph.add_edge(*reference.edge, reference=reference, references=[reference])
+            # One experiment in two slots of a group: one edge, every reference kept.
+            catalog.edges.setdefault(reference.edge, []).append(reference)
             _record_structure(catalog, reference, group_references)
     diagnostics.extend(_prerequisite_variants(objects))
     diagnostics.extend(_placed_twice_through_cohorts(objects))
@@ -352,6 +369,17 @@ def _two_parents(group_references: dict[str, list[Reference]]) -> Iterator[Diagn
 
 
 def _cycles(catalog: Catalog) -> Iterator[Diagnostic]:
+    successors: dict[str, list[str]] = {}
+    for a, b in catalog.edges:
+        successors.setdefault(a, []).append(b)
+    try:
+        graphlib.TopologicalSorter(successors).prepare()
+    except graphlib.CycleError:
+        pass  # there is one: networkx names every cycle, hop by hop
+    else:
+        return
+    import networkx as nx
+
     graph = catalog.graph
     for component in sorted(nx.strongly_connected_components(graph), key=min):
         if len(component) == 1:

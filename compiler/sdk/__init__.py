@@ -3,10 +3,33 @@
     from expc.sdk import Evaluator, BundlePoller
 
 Everything below `expc.sdk` imports only the standard library and mmh3 (numpy for the
-optional batch path), never the compiler: a test enforces it.
+optional batch path), never the compiler: a test enforces it. The names above are
+loaded on first use, so the compiler's own use of `expc.sdk.bucketing` does not pull
+in the HTTP client of the poller.
 """
 
-from expc.sdk.evaluate import BundleError, Evaluator, Result
-from expc.sdk.poller import BundlePoller, PollerState
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from expc.sdk.evaluate import BundleError, Evaluator, Result
+    from expc.sdk.poller import BundlePoller, PollerState
 
 __all__ = ["BundleError", "BundlePoller", "Evaluator", "PollerState", "Result"]
+
+_HOMES = {
+    "BundleError": "expc.sdk.evaluate",
+    "Evaluator": "expc.sdk.evaluate",
+    "Result": "expc.sdk.evaluate",
+    "BundlePoller": "expc.sdk.poller",
+    "PollerState": "expc.sdk.poller",
+}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name not in _HOMES:
+        raise AttributeError(f"module 'expc.sdk' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)
