@@ -1,7 +1,5 @@
 """`python -m expc`: the command line."""
 
-import sys
+from expc.cli import run
 
-from expc.cli import main
-
-sys.exit(main())
+run()

@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from expc.diagnostics import Code, Diagnostic, promote_warnings
 from expc.errors import TargetError, UsageError
-from expc.outputs.layout import Layout
+from expc.outputs.layout import Layout, repository_root
+from expc.pipeline.cache import ReleaseMemo
 from expc.pipeline.link import GraphView
-from expc.pipeline.snapshot import Rejected, Snapshot, read, shown_path
-from expc.render import Report, counted
+from expc.pipeline.snapshot import (
+    Gathered,
+    Rejected,
+    Snapshot,
+    gather,
+    read_gathered,
+    shown_path,
+)
+from expc.render import Report, counted, diagnostic_dict, diagnostic_from_dict
 
 # The modules only some commands need are imported by those commands: `validate`
 # runs in every pre-commit and starts faster without the compile stage and its outputs.
@@ -38,13 +46,35 @@ __all__ = ["TargetError", "UsageError"]
 def load(definitions: Path, strict: bool = False) -> Snapshot | Rejected:
     """The definitions read, validated, linked and linted; under `strict` a warning
     rejects them too. Paths in diagnostics are relative to the working directory."""
-    result = read(definitions, shown_path(str(definitions)))
+    return _loaded(gather(definitions, shown_path(str(definitions))), strict)
+
+
+def _loaded(gathered: Gathered, strict: bool) -> Snapshot | Rejected:
+    result = read_gathered(gathered)
     if not strict or isinstance(result, Rejected):
         return result
     promoted = tuple(promote_warnings(result.diagnostics))
     if any(d.blocking for d in promoted):
         return Rejected(result.root, promoted, result.objects)
     return result
+
+
+def _release_parts(gathered: Gathered) -> list[str | bytes]:
+    """Everything read from the definitions folder, for the key of a memo."""
+    parts: list[str | bytes] = [gathered.display_prefix]
+    for relative, _display, raw in gathered.files:
+        parts += [relative, raw]
+    for relative, _loaded_nothing, problems in gathered.unreadable:
+        parts += [relative, *(d.message for d in problems)]
+    return parts
+
+
+def _records(diagnostics: Sequence[Diagnostic]) -> list[dict[str, Any]]:
+    return [diagnostic_dict(d) for d in diagnostics]
+
+
+def _from_records(records: Sequence[dict[str, Any]]) -> tuple[Diagnostic, ...]:
+    return tuple(diagnostic_from_dict(record) for record in records)
 
 
 # --- validate -----------------------------------------------------------------------
@@ -58,7 +88,16 @@ class Validation:
 
 
 def validate(definitions: Path, strict: bool = False) -> Validation:
-    result = load(definitions, strict)
+    gathered = gather(definitions, shown_path(str(definitions)))
+    memo = ReleaseMemo.for_definitions(definitions, "validate")
+    key = memo.key(*_release_parts(gathered), str(strict))
+    stored = memo.get(key)
+    if stored is not None:
+        return Validation(
+            definitions, counted(_from_records(stored["diagnostics"])), stored["objects"]
+        )
+    result = _loaded(gathered, strict)
+    memo.put(key, {"diagnostics": _records(result.diagnostics), "objects": len(result.objects)})
     return Validation(definitions, counted(result.diagnostics), len(result.objects))
 
 
@@ -91,30 +130,66 @@ def compile_release(
     strict: bool = False,
 ) -> Compilation:
     """Write every output into `out` (default `generated/` beside the definitions), all
-    or none; with `check_only`, write nothing and list the files that are stale."""
+    or none; with `check_only`, write nothing and list the files that are stale. An
+    unchanged release (same files, ledger, options and code) takes the last result
+    from the memo instead of compiling again."""
     from expc.outputs.files import OutputError, changed_files, write_outputs
-    from expc.outputs.release import read_history, release_files
 
     out_dir = out if out is not None else Layout.beside(definitions).root
     layout = Layout(out_dir)
-    result = load(definitions, strict)
-    history, problems = read_history(layout.ledger, shown_path(str(layout.ledger)))
-    diagnostics = (*result.diagnostics, *problems)
-    if isinstance(result, Rejected) or any(d.blocking for d in problems):
-        return Compilation(out_dir, diagnostics)
+    gathered = gather(definitions, shown_path(str(definitions)))
     commit = resolve_source_commit(source_commit, definitions)
+    within = definitions.resolve().relative_to(repository_root(definitions)).as_posix()
     try:
-        files = release_files(result, history, commit, targets)
-    except TargetError as error:
-        return Compilation(out_dir, diagnostics, refused=str(error))
+        history_bytes: bytes | None = layout.ledger.read_bytes()
+    except OSError:
+        history_bytes = None  # missing (or unreadable: reading it again below says so)
+    memo = ReleaseMemo.for_definitions(definitions, "compile")
+    key = memo.key(
+        *_release_parts(gathered),
+        str(strict),
+        history_bytes,
+        commit,
+        within,
+        "\0".join(sorted(targets)),
+    )
+    stored = memo.get(key)
+    if stored is not None:
+        diagnostics, flags = _from_records(stored["diagnostics"]), stored["flags"]
+        files, refused = stored["files"], stored["refused"]
+    else:
+        diagnostics, flags, files, refused = _compiled(gathered, layout, strict, commit, targets)
+        record = {"diagnostics": _records(diagnostics), "flags": flags}
+        memo.put(key, {**record, "files": files, "refused": refused})
+    if files is None or refused is not None:
+        return Compilation(out_dir, diagnostics, refused=refused)
     if check_only:
         stale = tuple(changed_files(out_dir, files))
-        return Compilation(out_dir, diagnostics, result.flag_count, stale)
+        return Compilation(out_dir, diagnostics, flags, stale)
     try:
         written = tuple(write_outputs(out_dir, files))
     except OutputError as error:
         raise UsageError(f"{error}; nothing written") from error
-    return Compilation(out_dir, diagnostics, result.flag_count, written)
+    return Compilation(out_dir, diagnostics, flags, written)
+
+
+def _compiled(
+    gathered: Gathered, layout: Layout, strict: bool, commit: str | None, targets: Sequence[str]
+) -> tuple[tuple[Diagnostic, ...], int, dict[str, str] | None, str | None]:
+    """(diagnostics, flags, the output files or None when something blocks, why a
+    target refused)."""
+    from expc.outputs.release import read_history, release_files
+
+    result = _loaded(gathered, strict)
+    history, problems = read_history(layout.ledger, shown_path(str(layout.ledger)))
+    diagnostics = (*result.diagnostics, *problems)
+    if isinstance(result, Rejected) or any(d.blocking for d in problems):
+        return diagnostics, 0, None, None
+    try:
+        files = release_files(result, history, commit, targets)
+    except TargetError as error:
+        return diagnostics, result.flag_count, None, str(error)
+    return diagnostics, result.flag_count, files, None
 
 
 def resolve_source_commit(requested: str | None, definitions: Path) -> str | None:

@@ -207,3 +207,17 @@ def code_span(text: Any) -> str:
 
 def escape_mermaid(text: Any) -> str:
     return printable(str(text)).replace('"', "#quot;")
+
+
+def diagnostic_from_dict(document: Mapping[str, Any]) -> Diagnostic:
+    """The inverse of `diagnostic_dict`, for a diagnostic without check facts (the
+    results a cache keeps)."""
+    from expc.diagnostics import CODES
+
+    return Diagnostic(
+        CODES[document["code"]],
+        document["message"],
+        Span(document["path"], document["line"], document["column"]),
+        Severity(document["severity"]),
+        tuple(document["notes"]),
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,10 @@ from expc.pipeline.snapshot import Snapshot, read
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 CASES = TESTS / "cases"
+
+# The cache of read files goes to a folder of this run, not beside every case's
+# definitions (tests that test the cache point it elsewhere themselves).
+os.environ.setdefault("EXPC_CACHE_DIR", tempfile.mkdtemp(prefix="expc-test-cache-"))
 
 # Fuzz tests read `settings.default.max_examples` through these profiles; everything
 # else keeps hypothesis's defaults or its own explicit settings.

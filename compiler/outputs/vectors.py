@@ -20,8 +20,10 @@ from expc.sdk.bucketing import POINTS, alloc, hash_value, point
 from expc.sdk.evaluate import Evaluator
 
 VECTORS_VERSION = 1
-# Above this many flags, vectors cover an evenly spaced sample of them, so that compile
-# stays fast on very large repositories; SDK authors need every construct, not every flag.
+# Above this many flags, vectors cover one flag of each shape (the constructs it uses),
+# so that compile stays fast on large repositories: SDK authors need every construct,
+# not every flag, and a thousand experiments of one shape test nothing a single one
+# does not.
 FLAG_LIMIT = 100
 ATTEMPTS = 40
 REACHED = {"bucketed", "traffic", "unallocated"}
@@ -100,11 +102,57 @@ def _boundaries(flag: Flag) -> list[tuple[str, list[int]]]:
     return found
 
 
+def _operators(condition: Mapping[str, Any] | None) -> frozenset[str]:
+    if condition is None:
+        return frozenset()
+    for group in ("all", "any", "none"):
+        if group in condition:
+            inner = frozenset().union(*(_operators(child) for child in condition[group]))
+            return inner | {group}
+    return frozenset([condition["op"]])
+
+
+def _shape(flag: Flag, kinds: Mapping[str, str]) -> tuple[Any, ...]:
+    """What a flag asks of an SDK: its kind and state, its variants, traffic and free
+    share, what it requires, the operators of its conditions, its overrides."""
+    overrides = flag["overrides"]
+    return (
+        flag["kind"],
+        flag["serving"],
+        flag["rollout"] is not None,
+        len(flag["variants"]),
+        flag["traffic"] < 100,
+        bool(flag["variants"]) and flag["variants"][-1]["range"][1] < POINTS,
+        tuple(sorted(kinds.get(r["flag"], "?") for r in flag["requires"])),
+        tuple(sorted(_operators(flag["targeting"]))),
+        bool(overrides["users"]),
+        tuple(sorted(frozenset().union(*(_operators(c["when"]) for c in overrides["cohorts"])))),
+    )
+
+
 def _sample(flags: list[Flag]) -> list[Flag]:
+    """Every flag of a small bundle; one flag of each shape of a large one."""
     if len(flags) <= FLAG_LIMIT:
         return flags
-    step = len(flags) / FLAG_LIMIT
-    return [flags[int(i * step)] for i in range(FLAG_LIMIT)]
+    kinds = {flag["key"]: flag["kind"] for flag in flags}
+    first: dict[tuple[Any, ...], Flag] = {}
+    for flag in flags:
+        first.setdefault(_shape(flag, kinds), flag)
+    return list(first.values())[:FLAG_LIMIT]
+
+
+def _with_requirements(flags: list[Flag], chosen: list[Flag]) -> list[Flag]:
+    """The chosen flags and every flag they require, in bundle order: all an evaluator
+    of the vectors needs to prepare."""
+    by_key = {flag["key"]: flag for flag in flags}
+    needed: set[str] = set()
+    pending = [flag["key"] for flag in chosen]
+    while pending:
+        key = pending.pop()
+        if key not in needed:
+            needed.add(key)
+            pending.extend(r["flag"] for r in by_key[key]["requires"])
+    return [flag for flag in flags if flag["key"] in needed]
 
 
 def _vector(evaluator: Evaluator, flag: Flag, user: dict[str, Any], why: str) -> dict[str, Any]:
@@ -128,10 +176,12 @@ def _user(bys: list[str], value: str, attributes: Mapping[str, Any]) -> dict[str
 
 
 def build_vectors(bundle: Bundle) -> dict[str, Any]:
-    evaluator = Evaluator.from_compiled(bundle)
+    sampled = _sample(bundle["flags"])
+    needed = _with_requirements(bundle["flags"], sampled)
+    evaluator = Evaluator.from_compiled({**bundle, "flags": needed})
     bys = sorted({flag["bucketing"]["by"] for flag in bundle["flags"]})
     vectors: list[dict[str, Any]] = []
-    for flag in _sample(bundle["flags"]):
+    for flag in sampled:
         key, salt = flag["key"], flag["bucketing"]["salt"]
         attributes = satisfying(flag["targeting"], flag["bucketing"]["by"])
         # A flag that serves nobody, or gives everyone its rollout, has no boundary.

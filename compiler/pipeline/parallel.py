@@ -15,6 +15,10 @@ Result = TypeVar("Result")
 
 # Below this, starting a worker process costs more than it saves.
 PARALLEL_THRESHOLD = 2_000
+# How much more than an even share this process takes: sending a part's results back
+# costs about a fifth of parsing it (on 2 cores and 10,000 files, 1.2 was fastest of
+# 1.0, 1.1, 1.2 and 1.3: `expc validate` 1.38 s -> 1.24 s).
+OWN_SHARE_BOOST = 1.2
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _PARENT_CHECK_SECONDS = 0.5
 
@@ -69,8 +73,11 @@ def map_files(function: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Re
     # Imported here: multiprocessing costs a tenth of `expc validate`'s start-up.
     from concurrent.futures import ProcessPoolExecutor
 
-    size = -(-len(jobs) // workers)
-    parts = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+    # A helper's part costs more than its parsing: its results are pickled, sent and
+    # unpickled here. So this process takes a larger share, and all finish together.
+    own = int(len(jobs) * OWN_SHARE_BOOST / workers)
+    size = -(-(len(jobs) - own) // (workers - 1))
+    parts = [jobs[:own], *(jobs[start : start + size] for start in range(own, len(jobs), size))]
     with ProcessPoolExecutor(
         max_workers=len(parts) - 1, initializer=_end_with_parent, initargs=(os.getpid(),)
     ) as pool:

@@ -17,18 +17,21 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from expc import codes
-from expc.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
+from expc.diagnostics import Diagnostic, Severity, Span, make, sorted_diagnostics
 from expc.errors import UsageError
+from expc.pipeline.cache import FileCache
 from expc.pipeline.link import Catalog, build
 from expc.pipeline.lint import lint
 from expc.pipeline.parallel import map_files
 from expc.pipeline.validate import check_object
 from expc.reading.listing import definition_files, key_of, read_raw, refuse_name
-from expc.reading.load import Loaded, decode_source, load_object, read_source
+from expc.reading.load import Loaded, decode_source, load_values
 from expc.reading.model import Project
 from expc.reading.source import SourceFile
+from expc.reading.yaml_values import SourceError
 
 
 class NoDefinitionsError(UsageError):
@@ -94,39 +97,47 @@ def _display_prefix(root: Path, display_root: str | None) -> str:
 
 # (path below the definitions folder, the object or None, its diagnostics)
 Outcome = tuple[str, Loaded | None, list[Diagnostic]]
+# A file read from its bytes, with the values to cache (None: nothing worth keeping).
+Parsed = tuple[Outcome, dict[str, Any] | None]
 
 
-def _read_one(job: tuple[Path, str, str]) -> Outcome:
-    path, relative, display = job
-    return _checked(read_source(path, display), relative)
-
-
-def _read_blob(job: tuple[str, str, bytes]) -> Outcome:
+def _parse_blob(job: tuple[str, str, bytes]) -> Parsed:
     relative, display, raw = job
     refused = refuse_name(display)
     if refused is not None:
-        return relative, None, [refused]
-    return _checked(decode_source(raw, display), relative)
-
-
-def _checked(source: SourceFile | Diagnostic, relative: str) -> Outcome:
+        return (relative, None, [refused]), None
+    source = decode_source(raw, display)
     if isinstance(source, Diagnostic):
-        return relative, None, [source]
-    loaded = load_object(source)
+        return (relative, None, [source]), None
+    try:
+        values = source.parse()
+    except SourceError as error:
+        span = Span(source.path, error.line, error.column)
+        return (relative, None, [make(error.code, error.message, span)]), None
+    outcome = _checked(source, values, relative)
+    return outcome, values if outcome[1] is not None and not outcome[2] else None
+
+
+def _checked(source: SourceFile, values: dict[str, Any], relative: str) -> Outcome:
+    loaded = load_values(source, values)
     if isinstance(loaded, list):
         return relative, None, loaded
     return relative, loaded, list(check_object(loaded, relative))
 
 
-def read(
-    root: Path, display_root: str | None = None, reuse: Snapshot | None = None
-) -> Snapshot | Rejected:
-    """Read, validate, link and lint every definition below `root`.
+@dataclass(frozen=True)
+class Gathered:
+    """The definition files of a folder, read but not parsed."""
 
-    With `reuse` (a valid snapshot of another release), files whose bytes are the same
-    at the same path take its already validated objects instead of being parsed again:
-    the two sides of a check share almost every file.
-    """
+    root: Path
+    display_prefix: str
+    files: tuple[tuple[str, str, bytes], ...]  # (path below the folder, shown, bytes)
+    unreadable: tuple[Outcome, ...]  # files refused before they were read
+
+
+def gather(root: Path, display_root: str | None = None) -> Gathered:
+    """List and read every definition file below `root` (`NoDefinitionsError` when
+    there is no such folder or no definition in it)."""
     if not root.is_dir():
         raise NoDefinitionsError(f"{root}: no such definitions directory")
     prefix = _display_prefix(root, display_root)
@@ -137,18 +148,38 @@ def read(
         raise NoDefinitionsError(
             f"{root}: no definitions found (no .yaml files below it); check the path"
         )
-    if reuse is not None:
-        blobs, unreadable = [], []
-        for path, relative, display in listed:
-            raw = read_raw(path, display)
-            if isinstance(raw, Diagnostic):
-                unreadable.append((relative, None, [raw]))
-            else:
-                blobs.append((relative, display, raw))
-        return read_blobs(root, blobs, reuse, unreadable)
-    with collection_paused():
-        outcomes = map_files(_read_one, listed)
-    return _linked(root, outcomes)
+    files, unreadable = [], []
+    for path, relative, display in listed:
+        raw = read_raw(path, display)
+        if isinstance(raw, Diagnostic):
+            unreadable.append((relative, None, [raw]))
+        else:
+            files.append((relative, display, raw))
+    return Gathered(root, prefix, tuple(files), tuple(unreadable))
+
+
+def read(
+    root: Path,
+    display_root: str | None = None,
+    reuse: Snapshot | None = None,
+    cache: FileCache | None = None,
+) -> Snapshot | Rejected:
+    """Read, validate, link and lint every definition below `root`.
+
+    With `reuse` (a valid snapshot of another release), files whose bytes are the same
+    at the same path take its already validated objects instead of being parsed again:
+    the two sides of a check share almost every file. Files read before come from the
+    cache of read-and-validated files (`cache`; by default the folder's own).
+    """
+    return read_gathered(gather(root, display_root), reuse, cache)
+
+
+def read_gathered(
+    gathered: Gathered, reuse: Snapshot | None = None, cache: FileCache | None = None
+) -> Snapshot | Rejected:
+    if cache is None:
+        cache = FileCache.for_definitions(gathered.root)
+    return read_blobs(gathered.root, gathered.files, reuse, gathered.unreadable, cache)
 
 
 def read_blobs(
@@ -156,22 +187,40 @@ def read_blobs(
     files: Sequence[tuple[str, str, bytes]],
     reuse: Snapshot | None = None,
     failed: Sequence[Outcome] = (),
+    cache: FileCache | None = None,
 ) -> Snapshot | Rejected:
     """`read`, for files already in memory (read from git): (path relative to the
     definitions folder, path to show, content). `failed` holds the outcomes of files
     that could not be read."""
+    cache = cache or FileCache(None)
     outcomes: list[Outcome] = list(failed)
     to_parse = []
-    for relative, display, raw in files:
-        earlier = reuse.by_relative.get(relative) if reuse is not None else None
-        if earlier is not None and earlier.source.text.encode("utf-8") == raw:
-            outcomes.append(
-                (relative, Loaded(SourceFile(display, earlier.source.text), earlier.definition), [])
-            )
-        else:
-            to_parse.append((relative, display, raw))
+    keys: dict[str, str] = {}
     with collection_paused():
-        outcomes += map_files(_read_blob, to_parse)
+        for relative, display, raw in files:
+            earlier = reuse.by_relative.get(relative) if reuse is not None else None
+            if earlier is not None and earlier.source.text.encode("utf-8") == raw:
+                source = SourceFile(display, earlier.source.text)
+                outcomes.append((relative, Loaded(source, earlier.definition), []))
+                continue
+            key = keys[relative] = cache.key(relative, raw)
+            values = cache.get(key)
+            if values is None:
+                to_parse.append((relative, display, raw))
+                continue
+            # Read and checked before without a diagnostic, by this very code (the
+            # cache's key holds it): the same values, typed again, nothing to report.
+            source = SourceFile(display, raw.decode("utf-8").removeprefix("\ufeff"))
+            loaded = load_values(source, values)
+            if isinstance(loaded, Loaded):
+                outcomes.append((relative, loaded, []))
+            else:  # an entry that no longer validates: read the file again
+                to_parse.append((relative, display, raw))
+        for outcome, values in map_files(_parse_blob, to_parse):
+            outcomes.append(outcome)
+            if values is not None:
+                cache.put(keys[outcome[0]], values)
+    cache.save()
     return _linked(root, outcomes)
 
 
@@ -214,13 +263,14 @@ def _linked(root: Path, outcomes: Iterable[Outcome]) -> Snapshot | Rejected:
 
 
 @contextmanager
-def collection_paused() -> Iterator[None]:
+def collection_paused(restore: bool = True) -> Iterator[None]:
     """Loading creates millions of objects that all stay alive; the cyclic garbage
-    collector would scan them again and again for nothing (a third of load time)."""
+    collector would scan them again and again for nothing (a third of load time).
+    With `restore` false the collector stays off afterwards (a process about to end)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        if was_enabled:
+        if was_enabled and restore:
             gc.enable()

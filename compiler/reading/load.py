@@ -77,6 +77,11 @@ def load_object(source: SourceFile) -> Loaded | list[Diagnostic]:
         data = source.parse()
     except SourceError as error:
         return [make(error.code, error.message, Span(source.path, error.line, error.column))]
+    return load_values(source, data)
+
+
+def load_values(source: SourceFile, data: dict[str, Any]) -> Loaded | list[Diagnostic]:
+    """The typed model of the values read from `source` (by YAML, or from the cache)."""
     kind = data.get("kind")
     if kind is None:
         return [make(codes.MISSING_FIELD, _missing_kind_message(), Span(source.path))]
