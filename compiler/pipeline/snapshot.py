@@ -29,7 +29,7 @@ from expc.pipeline.parallel import map_files
 from expc.pipeline.validate import check_object
 from expc.reading.listing import definition_files, key_of, read_raw, refuse_name
 from expc.reading.load import Loaded, decode_source, load_values
-from expc.reading.model import Project
+from expc.reading.model import AnyDefinition, Project
 from expc.reading.source import SourceFile
 from expc.reading.yaml_values import SourceError
 
@@ -97,25 +97,29 @@ def _display_prefix(root: Path, display_root: str | None) -> str:
 
 # (path below the definitions folder, the object or None, its diagnostics)
 Outcome = tuple[str, Loaded | None, list[Diagnostic]]
-# A file read from its bytes, with the values to cache (None: nothing worth keeping).
-Parsed = tuple[Outcome, dict[str, Any] | None]
+# What reading a file's bytes gives, lean enough to cross from a helper process: the
+# path below the folder, the definition (its text stays with the bytes this process
+# holds), the diagnostics, and the values to cache (None: nothing worth keeping).
+Parsed = tuple[str, AnyDefinition | None, list[Diagnostic], dict[str, Any] | None]
 
 
-def _parse_blob(job: tuple[str, str, bytes]) -> Parsed:
-    relative, display, raw = job
+def _parse_blob(job: tuple[str, str, bytes, bool]) -> Parsed:
+    relative, display, raw, keep_values = job
     refused = refuse_name(display)
     if refused is not None:
-        return (relative, None, [refused]), None
+        return relative, None, [refused], None
     source = decode_source(raw, display)
     if isinstance(source, Diagnostic):
-        return (relative, None, [source]), None
+        return relative, None, [source], None
     try:
         values = source.parse()
     except SourceError as error:
         span = Span(source.path, error.line, error.column)
-        return (relative, None, [make(error.code, error.message, span)]), None
-    outcome = _checked(source, values, relative)
-    return outcome, values if outcome[1] is not None and not outcome[2] else None
+        return relative, None, [make(error.code, error.message, span)], None
+    _relative, loaded, problems = _checked(source, values, relative)
+    definition = loaded.definition if loaded is not None else None
+    kept = values if keep_values and definition is not None and not problems else None
+    return relative, definition, problems, kept
 
 
 def _checked(source: SourceFile, values: dict[str, Any], relative: str) -> Outcome:
@@ -206,7 +210,7 @@ def read_blobs(
             key = keys[relative] = cache.key(relative, raw)
             values = cache.get(key)
             if values is None:
-                to_parse.append((relative, display, raw))
+                to_parse.append((relative, display, raw, cache.path is not None))
                 continue
             # Read and checked before without a diagnostic, by this very code (the
             # cache's key holds it): the same values, typed again, nothing to report.
@@ -215,11 +219,19 @@ def read_blobs(
             if isinstance(loaded, Loaded):
                 outcomes.append((relative, loaded, []))
             else:  # an entry that no longer validates: read the file again
-                to_parse.append((relative, display, raw))
-        for outcome, values in map_files(_parse_blob, to_parse):
-            outcomes.append(outcome)
+                to_parse.append((relative, display, raw, cache.path is not None))
+        parsed = map_files(_parse_blob, to_parse)
+        for (relative, display, raw, _keep), (_, definition, problems, values) in zip(
+            to_parse, parsed, strict=True
+        ):
+            made: Loaded | None = None
+            if definition is not None:
+                # The text of a file that was read within the limits: safe to compose.
+                text = raw.decode("utf-8").removeprefix("\ufeff")
+                made = Loaded(SourceFile(display, text, _read=True), definition)
+            outcomes.append((relative, made, problems))
             if values is not None:
-                cache.put(keys[outcome[0]], values)
+                cache.put(keys[relative], values)
     cache.save()
     return _linked(root, outcomes)
 

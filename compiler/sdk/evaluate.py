@@ -412,9 +412,14 @@ class _Program:
         return self.needed[key]
 
 
+# One encoder for every call: `json.dumps` with options builds a new one each time,
+# which cost a tenth of writing a bundle of 100,000 flags.
+_COMPACT = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
 def compact_json(value: Any) -> str:
     """Canonical compact JSON: keys sorted, no spaces, non-ASCII as UTF-8."""
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 def content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
