@@ -220,13 +220,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from expc.tools.init import GENERATED
-
     written = api.init(Path(args.directory), args.action)
     for path in written.scaffold:
         print(f"created {path}")
-    generated = Path(args.directory) / GENERATED
-    print(f"compiled {written.flags} flags into {generated} ({len(written.generated)} files)")
+    print(f"compiled {written.flags} flags into {written.out} ({len(written.generated)} files)")
     print(f"next: cd {args.directory} && git init && git add -A && git commit -m 'expc init'")
     return EXIT_OK
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+FOLDER = "generated"  # beside the definitions folder
 BUNDLE = "bundle.json"
 VECTORS = "vectors.json"
 LEDGER = "ledger.json"
@@ -33,7 +34,7 @@ class Layout:
     def beside(cls, definitions: Path) -> Layout:
         """`generated/` beside the definitions folder (resolved: `expc compile .` run
         inside the definitions folder still writes beside it, not into it)."""
-        return cls(definitions.resolve().parent / "generated")
+        return cls(definitions.resolve().parent / FOLDER)
 
     def path(self, name: str) -> Path:
         return self.root / name

@@ -19,6 +19,7 @@ import jinja2
 
 from expc import __version__
 from expc.errors import UsageError
+from expc.outputs.layout import FOLDER
 from expc.outputs.ledger import Ledger
 from expc.outputs.release import release_files
 from expc.pipeline.snapshot import Rejected, read_blobs
@@ -27,7 +28,6 @@ from expc.pipeline.snapshot import Rejected, read_blobs
 DEFAULT_ACTION = f"expc-dev/expc@v{__version__}"
 TEMPLATES = Path(__file__).parent.parent / "templates" / "init"
 DEFINITIONS = "definitions"
-GENERATED = "generated"
 
 # GitHub's rules: an owner is up to 39 letters, digits and single inner hyphens; a
 # repository name up to 100 letters, digits, `.`, `_` and `-`. The ref is a tag, a
@@ -75,6 +75,7 @@ class Written:
     scaffold: list[Path]  # definitions, workflow, pre-commit config, README
     generated: list[Path]  # what `expc compile` writes
     flags: int
+    out: Path  # the folder they are in
 
 
 def render(name: str, source: Source) -> dict[str, str]:
@@ -163,7 +164,8 @@ def init(directory: Path, action: str | None = None) -> Written:
     scaffold = render(name, source)
     outputs, flags = compiled(directory, scaffold)
     planned = {directory / relative: content for relative, content in scaffold.items()}
-    generated = {directory / GENERATED / file: text for file, text in sorted(outputs.items())}
+    out = directory / FOLDER
+    generated = {out / file: text for file, text in sorted(outputs.items())}
     existing = [path for path in [*planned, *generated] if path.exists() or path.is_symlink()]
     if existing:
         listed = ", ".join(str(path) for path in existing)
@@ -171,4 +173,4 @@ def init(directory: Path, action: str | None = None) -> Written:
     for path in [*planned, *generated]:
         _writable(path)
     _write_all({**planned, **generated})
-    return Written(list(planned), list(generated), flags)
+    return Written(list(planned), list(generated), flags, directory / FOLDER)

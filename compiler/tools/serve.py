@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from expc.errors import UsageError
+from expc.outputs.layout import BUNDLE
 
 LOG = logging.getLogger("expc.serve")
 
@@ -84,7 +85,7 @@ def resolve(base: Path, segments: list[str]) -> Path | None:
     if any(segment.startswith(".") for segment in segments):
         return None
     try:
-        target = base.joinpath(*(segments or ["bundle.json"])).resolve(strict=True)
+        target = base.joinpath(*(segments or [BUNDLE])).resolve(strict=True)
     except (OSError, RuntimeError):  # missing, too long, a loop, not a directory
         return None
     if not target.is_relative_to(base) or not target.is_file():
