@@ -47,6 +47,9 @@ INVALID_CONDITION = _code("E111", "invalid-condition", _E, "a targeting conditio
 PROJECT_MISPLACED = _code("E112", "project-misplaced", _E, "project.yaml is not at the root")
 UNKNOWN_VARIANT = _code("E113", "unknown-variant", _E, "a variant name that does not exist")
 EMPTY_SLOT_MEMBER = _code("E114", "slot-member", _E, "a slot names both a group and one experiment")
+NOT_PER_ENVIRONMENT = _code(
+    "E115", "not-per-environment", _E, "an environment sets a field that may not vary"
+)
 
 # Objects together
 DUPLICATE_OBJECT = _code("E201", "duplicate-object", _E, "two objects share one key")
@@ -58,6 +61,12 @@ GROUP_TWO_PARENTS = _code("E206", "group-two-parents", _E, "a group nested in tw
 TWICE_IN_GROUP_TREE = _code(
     "E207", "twice-in-group-tree", _E, "one experiment in two groups of one tree"
 )
+UNKNOWN_ENVIRONMENT = _code(
+    "E208", "unknown-environment", _E, "an environments block names no declared environment"
+)
+ENVIRONMENTS_UNDECLARED = _code(
+    "E209", "environments-undeclared", _E, "an environments block where the project declares none"
+)
 
 # Warnings
 MULTIPLE_GROUPS = _code(
@@ -66,6 +75,9 @@ MULTIPLE_GROUPS = _code(
 HOLDOUT_TWICE = _code("W302", "holdout-covers-twice", _W, "a holdout covers an experiment twice")
 LOW_TRAFFIC = _code("W303", "low-effective-traffic", _W, "effective traffic under the threshold")
 SHARED_SALT = _code("W304", "shared-salt", _W, "two objects hash with one salt")
+PREREQUISITE_NOT_SERVING = _code(
+    "W305", "prerequisite-not-serving", _W, "an experiment serves but a prerequisite does not"
+)
 
 # Generated files expc reads back
 INVALID_LEDGER = _code("E014", "invalid-ledger", _E, "generated/ledger.json is not a ledger")

@@ -18,6 +18,7 @@ def lint(catalog: Catalog, project: Project | None) -> Iterator[Diagnostic]:
     yield from _group_trees(catalog)
     yield from _holdout_coverage(catalog)
     yield from _shared_salts(catalog)
+    yield from _prerequisites_not_serving(catalog)
     if project is not None and project.warn_below_traffic is not None:
         yield from _low_traffic(catalog, Fraction(project.warn_below_traffic) / 100)
 
@@ -65,6 +66,28 @@ def _holdout_coverage(catalog: Catalog) -> Iterator[Diagnostic]:
                     f"holdout '{holdout}' covers experiment '{key}' {times} times (directly "
                     "and through groups); list it once",
                     catalog.objects[holdout].span("members"),
+                )
+
+
+def _prerequisites_not_serving(catalog: Catalog) -> Iterator[Diagnostic]:
+    """An experiment that serves needs its prerequisites to serve too, or it enrols
+    nobody (with environments: the prerequisite runs in staging, not in production)."""
+    for key in sorted(catalog.experiments()):
+        experiment = catalog.experiment(key)
+        if not experiment.serves:
+            continue
+        for index, prerequisite in enumerate(experiment.prerequisites):
+            if prerequisite.experiment not in catalog.objects:
+                continue
+            required = catalog.experiment(prerequisite.experiment)
+            if not required.serves:
+                yield make(
+                    codes.PREREQUISITE_NOT_SERVING,
+                    f"experiment '{key}' serves, but its prerequisite "
+                    f"'{prerequisite.experiment}' is {required.state} and gives no variant: "
+                    f"'{key}' enrols nobody; start '{prerequisite.experiment}' first, or "
+                    f"keep '{key}' in draft",
+                    catalog.objects[key].span("prerequisites", index, "experiment"),
                 )
 
 

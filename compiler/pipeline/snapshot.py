@@ -23,8 +23,8 @@ from expc import codes
 from expc.diagnostics import Diagnostic, Severity, Span, make, sorted_diagnostics
 from expc.errors import UsageError
 from expc.pipeline.cache import FileCache
-from expc.pipeline.link import Catalog, build
-from expc.pipeline.lint import lint
+from expc.pipeline.environments import Environment, block_problems, declared, in_each
+from expc.pipeline.link import Catalog
 from expc.pipeline.parallel import map_files
 from expc.pipeline.validate import check_object
 from expc.reading.listing import definition_files, key_of, read_raw, refuse_name
@@ -40,14 +40,33 @@ class NoDefinitionsError(UsageError):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A valid release: every definition read, validated, linked and linted."""
+    """A valid release: every definition read, validated, linked and linted, in every
+    environment it declares (one unnamed environment when it declares none)."""
 
     root: Path
-    objects: Mapping[str, Loaded]
+    objects: Mapping[str, Loaded]  # as written, before any environment's values
     # path below the definitions folder -> its object, to reuse unchanged files
     by_relative: Mapping[str, Loaded]
-    catalog: Catalog
+    environments: tuple[Environment, ...]  # in promotion order
     diagnostics: tuple[Diagnostic, ...]  # warnings and notices: none blocks
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The declared environments, in promotion order; none without environments."""
+        return tuple(e.name for e in self.environments if e.name is not None)
+
+    def environment(self, name: str | None) -> Environment:
+        """One environment; `None` names the only one of a release without them."""
+        for environment in self.environments:
+            if environment.name == name:
+                return environment
+        raise KeyError(name)
+
+    @property
+    def catalog(self) -> Catalog:
+        """What linking found about the structure (groups, slots, holdouts), which is
+        the same in every environment; runtime links are per environment."""
+        return self.environments[0].catalog
 
     @property
     def project(self) -> Project | None:
@@ -244,9 +263,10 @@ def _linked(root: Path, outcomes: Iterable[Outcome]) -> Snapshot | Rejected:
     # Keys of files that failed to load: their own errors say why, so references to
     # them are not reported again as unknown.
     invalid_keys: set[str] = set()
+    checked: dict[str, list[Diagnostic]] = {}  # one-object diagnostics, by key
     for relative, loaded, problems in sorted(outcomes, key=lambda outcome: outcome[0]):
-        diagnostics.extend(problems)
         if loaded is None:
+            diagnostics.extend(problems)
             invalid_keys.add(key_of(relative))
             continue
         by_relative[relative] = loaded
@@ -261,17 +281,22 @@ def _linked(root: Path, outcomes: Iterable[Outcome]) -> Snapshot | Rejected:
                     loaded.span("key"),
                 )
             )
+            diagnostics.extend(problems)
             continue
         objects[key] = loaded
-    catalog, problems = build(objects, invalid_keys)
-    diagnostics.extend(problems)
-    if any(d.severity is Severity.ERROR for d in diagnostics):
-        return Rejected(root, tuple(sorted_diagnostics(diagnostics)), objects)
-    diagnostics.extend(lint(catalog, _project(objects)))
-    ordered = tuple(sorted_diagnostics(diagnostics))
+        checked[key] = problems
+    project = _project(objects)
+    names = declared(project)
+    blocked = block_problems(objects, names)
+    relatives = {loaded.definition.key: relative for relative, loaded in by_relative.items()}
+    nothing_blocks = not any(d.severity is Severity.ERROR for d in [*diagnostics, *blocked])
+    environments, problems = in_each(
+        objects, names, checked, relatives, invalid_keys, project, nothing_blocks
+    )
+    ordered = tuple(sorted_diagnostics([*diagnostics, *blocked, *problems]))
     if any(d.severity is Severity.ERROR for d in ordered):
         return Rejected(root, ordered, objects)
-    return Snapshot(root, objects, by_relative, catalog, ordered)
+    return Snapshot(root, objects, by_relative, environments, ordered)
 
 
 @contextmanager

@@ -15,21 +15,42 @@ from pydantic_core import ErrorDetails
 from expc import codes
 from expc.diagnostics import Code, Diagnostic, Span, make
 from expc.reading.listing import MAX_FILE_BYTES, read_raw, too_large
-from expc.reading.model import KINDS, AnyDefinition
+from expc.reading.model import KINDS, RUNTIME_FIELDS, AnyDefinition, Project, at_environment
 from expc.reading.source import SourceFile
 from expc.reading.yaml_values import SourceError
 
 
 @dataclass(frozen=True)
 class Loaded:
-    """A definition that passed the shape checks, with the file it came from."""
+    """A definition that passed the shape checks, with the file it came from.
+
+    In one environment (`at`), `definition` has that environment's values, and a place
+    in a field the environment sets is the place in its `environments:` block.
+    """
 
     source: SourceFile
     definition: AnyDefinition
+    environment: str | None = None
+    environment_fields: frozenset[str] = frozenset()
 
     def span(self, *path: str | int, key: bool = False) -> Span:
+        if path and path[0] in self.environment_fields:
+            path = ("environments", str(self.environment), *path)
         line, column = self.source.locate(path, key=key)
         return Span(self.source.path, line, column)
+
+    def at(self, environment: str) -> Loaded:
+        """The object in `environment` (itself when it sets nothing there)."""
+        definition = self.definition
+        if isinstance(definition, Project) or environment not in definition.environments:
+            return self
+        values = definition.environments[environment]
+        return Loaded(
+            self.source,
+            at_environment(self.definition, environment),
+            environment,
+            frozenset(values.model_fields_set),
+        )
 
 
 def nearest(name: str, candidates: Sequence[str]) -> str | None:
@@ -130,7 +151,17 @@ def _diagnostic(source: SourceFile, model: type[BaseModel], error: ErrorDetails)
     field = _field_path(loc)
     kind_of_error = error["type"]
     code: Code = codes.INVALID_VALUE
-    if kind_of_error == "extra_forbidden":
+    if kind_of_error == "extra_forbidden" and len(loc) == 3 and loc[0] == "environments":
+        code = codes.NOT_PER_ENVIRONMENT
+        name, environment = str(loc[2]), str(loc[1])
+        allowed = ", ".join(RUNTIME_FIELDS.get(kind, ())) or "nothing"
+        message = (
+            f"'{name}' cannot vary by environment (environment '{environment}'): structure "
+            f"is the same everywhere, so that a user lands in the same slot and variant in "
+            f"every environment; {a_or_an(kind)}'s environments may set only: {allowed}"
+        )
+        line, column = source.locate(loc, key=True)
+    elif kind_of_error == "extra_forbidden":
         code = codes.UNKNOWN_FIELD
         name = str(loc[-1])  # the name as written, whatever characters it holds
         parent = _field_path(loc[:-1])

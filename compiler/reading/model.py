@@ -1,13 +1,16 @@
 """Typed definitions: exactly the fields of DESIGN §2, frozen, unknown fields rejected.
 
 Only the shape of one object is checked here; sums, references and anything that
-needs a diagnostic of its own live in `validate` and `graph`.
+needs a diagnostic of its own live in `validate` and `link`. An object's
+`environments:` block (DESIGN §10) may set only the runtime fields of its kind: each
+kind has a model of those (`ExperimentEnvironment`, ...), and `at(environment)` gives
+the object with that environment's values.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -17,9 +20,11 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
 VARIANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
@@ -44,6 +49,7 @@ def _slot_number(value: Any) -> Any:
 
 
 Key = Annotated[str, Field(pattern=KEY_PATTERN)]
+EnvironmentName = Annotated[str, Field(pattern=ENVIRONMENT_PATTERN)]
 VariantKey = Annotated[str, Field(pattern=VARIANT_PATTERN)]
 Percent = Annotated[
     Decimal, BeforeValidator(_int_to_decimal), Field(ge=0, le=100, decimal_places=2)
@@ -169,6 +175,24 @@ class Acknowledgement(Strict):
     reason: Annotated[str, Field(min_length=1)]
 
 
+class EnvironmentValues(Strict):
+    """The runtime fields one environment sets; a field it does not name keeps the
+    object's own value (a value replaces it whole: no deep merge)."""
+
+    # Fields whose value cannot be null (null is a value only where the base allows it).
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="after")
+    def _values_are_given(self) -> Self:
+        for name in sorted(self.model_fields_set & self.NOT_NULL):
+            if getattr(self, name) is None:
+                raise ValueError(f"{name} cannot be null in an environment; give a value")
+        return self
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
 class Definition(Strict):
     key: Key
     name: str | None = None
@@ -215,6 +239,17 @@ State = Literal["draft", "running", "stopped", "concluded"]
 RAN = frozenset({"running", "stopped", "concluded"})
 
 
+class ExperimentEnvironment(EnvironmentValues):
+    NOT_NULL = frozenset({"state", "traffic", "prerequisites", "overrides"})
+
+    state: State | None = None
+    traffic: Annotated[int, Field(ge=0, le=100)] | None = None
+    targeting: TargetingField | None = None
+    prerequisites: list[Prerequisite] | None = None
+    overrides: dict[VariantKey, AudienceField] | None = None
+    rollout: VariantKey | None = None
+
+
 class Experiment(Definition):
     kind: Literal["experiment"]
     state: State = "draft"
@@ -225,6 +260,7 @@ class Experiment(Definition):
     prerequisites: list[Prerequisite] = _none_listed()
     overrides: dict[VariantKey, AudienceField] = _none_mapped()
     rollout: VariantKey | None = None
+    environments: dict[EnvironmentName, ExperimentEnvironment] = _none_mapped()
 
     @property
     def serves(self) -> bool:
@@ -237,17 +273,31 @@ class Slot(Strict):
     group: Key | None = None
 
 
+class MutexEnvironment(EnvironmentValues):
+    NOT_NULL = frozenset({"pinned"})
+
+    pinned: dict[SlotNumber, AudienceField] | None = None
+
+
 class Mutex(Definition):
     kind: Literal["mutex"]
     bucketing: Bucketing = Bucketing()
     # The 20-slot limit has a diagnostic of its own (validate), so no max here.
     slots: list[Slot] = Field(min_length=1)
     pinned: dict[SlotNumber, AudienceField] = _none_mapped()
+    environments: dict[EnvironmentName, MutexEnvironment] = _none_mapped()
 
 
 class HoldoutMembers(Strict):
     experiments: list[Key] = _none_listed()
     groups: list[Key] = _none_listed()
+
+
+class HoldoutEnvironment(EnvironmentValues):
+    NOT_NULL = frozenset({"include", "exclude"})
+
+    include: AudienceField | None = None
+    exclude: AudienceField | None = None
 
 
 class Holdout(Definition):
@@ -257,6 +307,7 @@ class Holdout(Definition):
     members: HoldoutMembers = HoldoutMembers()
     include: AudienceField = Audience()
     exclude: AudienceField = Audience()
+    environments: dict[EnvironmentName, HoldoutEnvironment] = _none_mapped()
 
 
 def salt_of(definition: Experiment | Mutex | Holdout) -> str:
@@ -264,19 +315,34 @@ def salt_of(definition: Experiment | Mutex | Holdout) -> str:
     return definition.bucketing.salt or definition.key
 
 
+class CohortEnvironment(EnvironmentValues):
+    NOT_NULL = frozenset({"users"})
+
+    users: list[UserId] | None = None
+    match: TargetingField | None = None
+
+
 class Cohort(Definition):
     kind: Literal["cohort"]
     users: list[UserId] = _none_listed()
     match: TargetingField | None = None
+    environments: dict[EnvironmentName, CohortEnvironment] = _none_mapped()
 
 
 class ProjectBucketing(Strict):
     by: Annotated[str, Field(min_length=1)] = "user_id"
 
 
+class EnvironmentCheck(Strict):
+    """How the safety check treats one environment's findings."""
+
+    blocking: bool = True  # false: its findings are warnings (a staging environment)
+
+
 class CheckSettings(Strict):
     disable: list[str] = _none_listed()
     severity: dict[str, Literal["error", "warning", "notice"]] = _none_mapped()
+    environments: dict[EnvironmentName, EnvironmentCheck] = _none_mapped()
 
 
 class Project(Definition):
@@ -286,6 +352,8 @@ class Project(Definition):
     warn_below_traffic: Percent | None = None
     # Names of extra outputs; `validate` checks them against the registered targets.
     targets: list[Annotated[str, Field(min_length=1)]] = _none_listed()
+    # The environments, in promotion order (DESIGN §10); none: one unnamed environment.
+    environments: list[EnvironmentName] = _none_listed()
 
 
 AnyDefinition = Experiment | Mutex | Holdout | Cohort | Project
@@ -300,3 +368,24 @@ KINDS: dict[str, type[Definition]] = {
 
 AllOf.model_rebuild()
 AnyOf.model_rebuild()
+
+
+VariesByEnvironment = Experiment | Mutex | Holdout | Cohort
+# kind -> the fields an environment may set
+RUNTIME_FIELDS: dict[str, tuple[str, ...]] = {
+    "experiment": tuple(ExperimentEnvironment.model_fields),
+    "mutex": tuple(MutexEnvironment.model_fields),
+    "holdout": tuple(HoldoutEnvironment.model_fields),
+    "cohort": tuple(CohortEnvironment.model_fields),
+}
+
+
+def at_environment(definition: AnyDefinition, environment: str) -> AnyDefinition:
+    """The definition as it is in `environment`: its own values, replaced by the ones
+    its `environments:` block sets there."""
+    if isinstance(definition, Project):
+        return definition
+    values = definition.environments.get(environment)
+    if values is None:
+        return definition
+    return definition.model_copy(update=values.changes())
