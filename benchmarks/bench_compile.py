@@ -1,6 +1,7 @@
 """Time `expc validate`, `expc compile` and `expc check` on synthetic repositories.
 
     python benchmarks/bench_compile.py [100 1000 10000 100000]
+    python benchmarks/bench_compile.py --environments [10000]
 
 Each command runs as its own process, exactly as a user runs it, on a tree made by
 `generate.py` under benchmarks/.work/ (not committed). `check` compares that tree
@@ -9,6 +10,10 @@ printed twice: the whole process (start-up and imports included, what a user wai
 for) and the command inside it. Cold runs have no cache (EXPC_CACHE_DIR empty); warm
 runs repeat a command over unchanged files with the cache a first run left. Peak
 memory is the largest process of the run.
+
+`--environments` compares a cold compile of the same tree with no environments and
+with two (`staging`, `production`; one experiment in ten ramps in production), in
+turns, five times each: the medians and the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -106,8 +111,35 @@ def main(sizes: list[int]) -> None:
         print(f"{size:>11,} {cells} {peak:>9.0f}")
 
 
+def environments(sizes: list[int], rounds: int = 5) -> None:
+    """A cold compile without environments and with two, in turns."""
+    import statistics
+
+    sys.path.insert(0, str(HERE))
+    from generate import generate
+
+    print(f"cores: {os.cpu_count()}, python {sys.version.split()[0]}")
+    print("cold compile, whole process, median of", rounds, "runs each, taken in turns")
+    print(f"{'experiments':>11} {'one':>8} {'two envs':>9} {'ratio':>6}")
+    for size in sizes:
+        trees = {
+            declared: generate(size, WORK / f"{size}-envs-{declared}", environments=declared)
+            for declared in (False, True)
+        }
+        times: dict[bool, list[float]] = {False: [], True: []}
+        for _round in range(rounds):
+            for declared, definitions in trees.items():
+                out = definitions.parent / "generated"
+                shutil.rmtree(out, ignore_errors=True)
+                times[declared].append(run(["compile", str(definitions)], None)["whole"])
+        one, two = statistics.median(times[False]), statistics.median(times[True])
+        print(f"{size:>11,} {one:>7.2f}s {two:>8.2f}s {two / one:>6.2f}")
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         child(sys.argv[2:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--environments":
+        environments([int(arg) for arg in sys.argv[2:]] or [10_000])
     else:
         main([int(arg) for arg in sys.argv[1:]] or DEFAULT_SIZES)

@@ -37,7 +37,9 @@ if TYPE_CHECKING:
     from expc.check.run import CheckResult
     from expc.pipeline.traffic import TrafficRow
     from expc.sdk.evaluate import Evaluator
+    from expc.tools.envs import EnvironmentTable
     from expc.tools.init import Written
+    from expc.tools.promote import Promotion
     from expc.tools.simulate import Simulation
 
 __all__ = ["TargetError", "UsageError"]
@@ -112,7 +114,8 @@ class Compilation:
     out: Path
     diagnostics: tuple[Diagnostic, ...]
     flags: int = 0
-    written: tuple[str, ...] = ()  # with --check: the stale files instead
+    # written or removed; with --check: the stale files (to write or remove) instead
+    written: tuple[str, ...] = ()
     refused: str | None = None
 
     @property
@@ -163,11 +166,12 @@ def compile_release(
         memo.put(key, {**record, "files": files, "refused": refused})
     if files is None or refused is not None:
         return Compilation(out_dir, diagnostics, refused=refused)
+    retired = layout.retired(files)
     if check_only:
-        stale = tuple(changed_files(out_dir, files))
+        stale = (*changed_files(out_dir, files), *retired)
         return Compilation(out_dir, diagnostics, flags, stale)
     try:
-        written = tuple(write_outputs(out_dir, files))
+        written = tuple(write_outputs(out_dir, files, retired))
     except OutputError as error:
         raise UsageError(f"{error}; nothing written") from error
     return Compilation(out_dir, diagnostics, flags, written)
@@ -234,29 +238,64 @@ def rules(code_or_name: str | None = None) -> list[Code]:
 # --- looking at one release -----------------------------------------------------------
 
 
-def graph(snapshot: Snapshot) -> GraphView:
-    return snapshot.catalog.view()
+def environment_of(snapshot: Snapshot, requested: str | None) -> str | None:
+    """The environment `--env` names: required when the definitions declare some (a
+    command about one bundle must say which), refused when they declare none."""
+    from expc.reading.load import did_you_mean
+
+    names = snapshot.names
+    if not names:
+        if requested is not None:
+            raise UsageError(
+                f"--env {requested}: the definitions declare no environments; leave out --env"
+            )
+        return None
+    listed = ", ".join(names)
+    if requested is None:
+        raise UsageError(
+            f"the definitions declare environments ({listed}); choose one with --env NAME"
+        )
+    if requested not in names:
+        raise UsageError(
+            f"--env {requested}: no such environment (declared: {listed})"
+            + did_you_mean(requested, list(names))
+        )
+    return requested
 
 
-def traffic(snapshot: Snapshot) -> list[TrafficRow]:
+def graph(snapshot: Snapshot, environment: str | None = None) -> GraphView:
+    """The graph in one environment: prerequisites and the cohorts targeting names may
+    differ between environments."""
+    return snapshot.environment(environment).catalog.view()
+
+
+def traffic(snapshot: Snapshot, environment: str | None = None) -> list[TrafficRow]:
     """Every experiment's state and the share it enrols now, before targeting."""
     from expc.pipeline.traffic import traffic_rows
 
-    return traffic_rows(snapshot.catalog)
+    return traffic_rows(snapshot.environment(environment).catalog)
 
 
-def evaluator_for(snapshot: Snapshot | None, bundle_file: Path | None) -> Evaluator:
-    """An evaluator of a bundle file, or of the bundle compiled in memory."""
+def evaluator_for(
+    snapshot: Snapshot | None, bundle_file: Path | None, environment: str | None = None
+) -> Evaluator:
+    """An evaluator of a bundle file, or of one environment's bundle compiled in memory."""
     from expc.outputs.release import bundle_of
     from expc.sdk.evaluate import BundleError, Evaluator
 
     if bundle_file is not None:
         try:
-            return Evaluator.load(bundle_file)
+            evaluator = Evaluator.load(bundle_file)
         except BundleError as error:
             raise UsageError(f"{bundle_file}: {error}") from error
+        if environment is not None and evaluator.environment != environment:
+            found = evaluator.environment or "none"
+            raise UsageError(
+                f"--env {environment}: {bundle_file} is the bundle of environment {found}"
+            )
+        return evaluator
     assert snapshot is not None
-    return Evaluator.from_compiled(bundle_of(snapshot))
+    return Evaluator.from_compiled(bundle_of(snapshot, environment))
 
 
 def parse_user(text: str) -> dict[str, Any]:
@@ -276,14 +315,64 @@ def parse_user(text: str) -> dict[str, Any]:
     return user
 
 
-def simulate(snapshot: Snapshot, users: int) -> Simulation:
-    """Evaluate `users` synthetic users; shares observed against expected."""
+def simulate(snapshot: Snapshot, users: int, environment: str | None = None) -> Simulation:
+    """Evaluate `users` synthetic users in one environment; shares observed against
+    expected."""
     from expc.outputs.release import bundle_of
     from expc.tools.simulate import simulate as run
 
     if users < 1:
         raise UsageError("-n must be at least 1")
-    return run(snapshot.catalog, bundle_of(snapshot), users)
+    catalog = snapshot.environment(environment).catalog
+    return run(catalog, bundle_of(snapshot, environment), users)
+
+
+# --- environments ---------------------------------------------------------------------
+
+
+def environments_table(snapshot: Snapshot) -> EnvironmentTable:
+    """Every experiment's state, traffic and share in each environment."""
+    from expc.tools.envs import table
+
+    return table(snapshot)
+
+
+@dataclass(frozen=True)
+class Promoted:
+    """What `expc promote` did: with `refused` (why the result may not be written,
+    `problem` saying it in words), nothing was written; with `dry_run`, nothing was
+    either."""
+
+    promotion: Promotion
+    refused: tuple[Diagnostic, ...]
+    written: bool
+    problem: str = ""
+
+
+def promote(
+    definitions: Path, key: str, source: str, target: str, *, dry_run: bool = False
+) -> Promoted | Rejected:
+    """Copy `key`'s runtime fields from one environment to another in its file, once
+    the result validates and passes the safety check; the definitions as read, when
+    they do not validate to begin with."""
+    from expc.outputs.files import write_atomic
+    from expc.tools.promote import plan, problems
+
+    gathered = gather(definitions, shown_path(str(definitions)))
+    snapshot = _loaded(gathered, strict=False)
+    if isinstance(snapshot, Rejected):
+        return snapshot
+    promotion = plan(snapshot, key, source, target)
+    if not promotion.changes:
+        return Promoted(promotion, (), False)
+    problem, refused = problems(snapshot, gathered, promotion)
+    if refused or dry_run:
+        return Promoted(promotion, tuple(refused), False, problem if refused else "")
+    try:
+        write_atomic(promotion.path, promotion.after)
+    except OSError as error:
+        raise UsageError(f"{promotion.shown}: cannot be written ({error.strerror})") from error
+    return Promoted(promotion, (), True)
 
 
 # --- setting up and shipping ----------------------------------------------------------

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from expc import __version__, api
-from expc.diagnostics import promote_warnings
+from expc.diagnostics import printable_lines, promote_warnings
 from expc.errors import UsageError
 from expc.pipeline.snapshot import Rejected, Snapshot, collection_paused
 from expc.render import FORMATS, Report, counted, render, render_failure
@@ -48,6 +48,12 @@ def _valid(args: argparse.Namespace) -> Snapshot:
         _print_report(counted(result.diagnostics), "text")
         raise _StoppedError(EXIT_FINDINGS)
     return result
+
+
+def _valid_in(args: argparse.Namespace) -> tuple[Snapshot, str | None]:
+    """The snapshot and the environment `--env` chose (None without environments)."""
+    snapshot = _valid(args)
+    return snapshot, api.environment_of(snapshot, args.env)
 
 
 class _StoppedError(Exception):
@@ -100,13 +106,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_graph(args: argparse.Namespace) -> int:
     from expc.outputs.graph_text import render_dot, render_mermaid
 
-    graph = api.graph(_valid(args))
+    graph = api.graph(*_valid_in(args))
     sys.stdout.write(render_mermaid(graph) if args.format == "mermaid" else render_dot(graph))
     return EXIT_OK
 
 
 def cmd_traffic(args: argparse.Namespace) -> int:
-    rows = api.traffic(_valid(args))
+    rows = api.traffic(*_valid_in(args))
     print(f"{'experiment':40} {'state':10} {'share':>10}  (of all users, before targeting)")
     for row in rows:
         share = ("<= " if row.at_most and row.serving else "") + percent(row.share, trim=True)
@@ -136,7 +142,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from expc.diagnostics import printable
 
     bundle_file = Path(args.bundle) if args.bundle else None
-    evaluator = api.evaluator_for(None if bundle_file else _valid(args), bundle_file)
+    if bundle_file is not None:
+        evaluator = api.evaluator_for(None, bundle_file, args.env)
+    else:
+        snapshot, environment = _valid_in(args)
+        evaluator = api.evaluator_for(snapshot, None, environment)
     user = api.parse_user(args.user)
     if args.flag and args.flag not in evaluator.flag_keys:
         raise UsageError(f"no flag '{args.flag}' in the bundle")
@@ -153,7 +163,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    run = api.simulate(_valid(args), args.users)
+    snapshot, environment = _valid_in(args)
+    run = api.simulate(snapshot, args.users, environment)
     print(f"{run.users:,} synthetic users, targeting off; share observed vs expected (z = 4)")
     print(f"{'object':36} {'what':9} {'observed':>9} {'expected':>9}  interval")
     for share in run.shares:
@@ -219,6 +230,63 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_envs(args: argparse.Namespace) -> int:
+    found = api.environments_table(_valid(args))
+    width = 32
+    print(f"{'experiment':40} " + "".join(f"{name:{width}}" for name in found.names).rstrip())
+    print((f"{'':40} " + f"{'state     traffic  share':{width}}" * len(found.names)).rstrip())
+    for row in found.rows:
+        cells = ""
+        for cell in row.cells:
+            share = ("<= " if cell.at_most and cell.share else "") + percent(cell.share, trim=True)
+            cells += f"{cell.state:9} {cell.traffic:>6}% {share:>8}      "[:width].ljust(width)
+        mark = "*" if row.differs else ""
+        print(f"{row.key:40} {cells}{mark}".rstrip())
+    differing = sum(row.differs for row in found.rows)
+    print(
+        f"* differs between environments ({differing} of {len(found.rows)}); share: of all "
+        "users now, before targeting"
+    )
+    if found.varying:
+        print("also set per environment:")
+        for key, where, fields in found.varying:
+            print(f"  {key} ({where}): {', '.join(fields)}")
+    return EXIT_OK
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    outcome = api.promote(
+        Path(args.definitions), args.key, args.source, args.target, dry_run=args.dry_run
+    )
+    if isinstance(outcome, Rejected):
+        _print_report(counted(outcome.diagnostics), "text")
+        return EXIT_FINDINGS
+    promotion = outcome.promotion
+    what = f"'{args.key}' from {args.source} to {args.target}"
+    if not promotion.changes:
+        print(
+            f"nothing to promote: '{args.key}' is the same in {args.source} and "
+            f"{args.target} (overrides and pinned name test users: never promoted)"
+        )
+        return EXIT_OK
+    sys.stdout.write(printable_lines(promotion.diff()))
+    fields = ", ".join(
+        [*promotion.copied, *(f"{name} (as the base)" for name in promotion.inherited)]
+    )
+    if outcome.refused:
+        _print_report(counted(outcome.refused), "text")
+        print(
+            f"refused: promoting {what} ({fields}) {outcome.problem}; nothing written",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    if args.dry_run:
+        print(f"would promote {what}: {fields} (--dry-run: nothing written)")
+    else:
+        print(f"promoted {what}: {fields} in {promotion.shown}")
+    return EXIT_OK
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     written = api.init(Path(args.directory), args.action)
     for path in written.scaffold:
@@ -229,27 +297,58 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import contextlib
+    import gc
     import logging
 
-    from expc.tools.serve import LOG, open_server
+    from expc.tools.serve import open_serving
 
-    server = open_server(Path(args.directory), args.host, args.port)
-    if not LOG.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        LOG.addHandler(handler)
-        LOG.setLevel(logging.INFO)
-        LOG.propagate = False
-    print(f"serving {args.directory} at {server.url} (Ctrl-C stops)", flush=True)
-    if not server.loopback:
-        warning = f"note: {server.url} is not loopback: other machines can read {args.directory}"
-        print(warning, file=sys.stderr)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serving = open_serving(
+        Path(args.directory),
+        args.host,
+        args.port,
+        environment=args.env,
+        token_file=Path(args.token_file) if args.token_file else None,
+    )
+    # A server lives on: the collector, paused for the short commands, must run again
+    # (the event loop makes reference cycles), and what was loaded so far is frozen out
+    # of its scans.
+    gc.enable()
+    gc.freeze()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    for name, level in (("expc.serve", logging.INFO), ("uvicorn", logging.WARNING)):
+        logger = logging.getLogger(name)
+        if not logger.handlers:
+            logger.addHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = False
+    print(f"serving {args.directory} at {serving.url} (Ctrl-C stops)", flush=True)
+    if serving.ofrep_url is None:
+        print(f"OFREP is off: {serving.ofrep_off}", flush=True)
+    elif serving.content_id is None:
+        print(
+            f"OFREP at {serving.ofrep_url}: no {serving.bundle} yet; it answers 503 "
+            "until a compile writes one",
+            flush=True,
+        )
+    else:
+        print(
+            f"OFREP at {serving.ofrep_url}: evaluating {serving.bundle} "
+            f"({serving.content_id}); a new compile replaces it",
+            flush=True,
+        )
+    for note in serving.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.token_file:
+        print(f"every request needs: Authorization: Bearer <the token in {args.token_file}>")
+    if not serving.loopback:
+        print(
+            f"note: {serving.url} is not loopback: other machines can reach it with the token",
+            file=sys.stderr,
+        )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: the server has shut down
+        serving.run()
     return EXIT_OK
 
 
@@ -271,9 +370,11 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        # Commands with a positional argument of their own take the folder as an option.
+        as_option = name in ("eval", "promote")
         sub.add_argument(
-            "--definitions" if name == "eval" else "definitions",
-            nargs=None if name == "eval" else "?",
+            "--definitions" if as_option else "definitions",
+            nargs=None if as_option else "?",
             default="definitions",
             help="definitions directory",
         )
@@ -303,11 +404,20 @@ def parser() -> argparse.ArgumentParser:
     )
     compile_.set_defaults(run=cmd_compile)
 
+    def one_environment(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--env",
+            metavar="NAME",
+            help="the environment to look at (required when project.yaml declares them)",
+        )
+
     graph = command("graph", "print the dependency graph")
+    one_environment(graph)
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     graph.set_defaults(run=cmd_graph)
 
     traffic = command("traffic", "print each experiment's expected share of all users")
+    one_environment(traffic)
     traffic.set_defaults(run=cmd_traffic)
 
     evaluate = command("eval", "evaluate every flag (or one) for a user and say why")
@@ -315,6 +425,7 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--flag", help="only this flag")
     evaluate.add_argument("--explain", action="store_true", help="print every decision")
     evaluate.add_argument("--bundle", help="evaluate this bundle file instead of compiling DIR")
+    one_environment(evaluate)
     evaluate.set_defaults(run=cmd_eval)
 
     checking = command("check", "compare with a previous release; fail on unsafe changes")
@@ -323,6 +434,20 @@ def parser() -> argparse.ArgumentParser:
     )
     checking.add_argument("--format", choices=CHECK_FORMATS, default="text")
     checking.set_defaults(run=cmd_check)
+
+    environments = command(
+        "envs", "print every experiment's state, traffic and share in each environment"
+    )
+    environments.set_defaults(run=cmd_envs)
+
+    promoting = command(
+        "promote", "copy an object's runtime fields from one environment to the next"
+    )
+    promoting.add_argument("key", help="the experiment, group, holdout or cohort")
+    promoting.add_argument("--from", dest="source", required=True, metavar="ENV")
+    promoting.add_argument("--to", dest="target", required=True, metavar="ENV")
+    promoting.add_argument("--dry-run", action="store_true", help="print the change; write nothing")
+    promoting.set_defaults(run=cmd_promote)
 
     listing = commands.add_parser("rules", help="list the safety rules, or print one")
     listing.add_argument("code", nargs="?", help="a rule code or name")
@@ -337,14 +462,25 @@ def parser() -> argparse.ArgumentParser:
     )
     scaffold.set_defaults(run=cmd_init)
 
-    serving = commands.add_parser("serve", help="serve generated/ over HTTP with ETags")
+    serving = commands.add_parser(
+        "serve", help="answer OFREP from the bundle and serve generated/ with ETags"
+    )
     serving.add_argument("directory", nargs="?", default="generated")
     serving.add_argument("--port", type=int, default=8000, help="0-65535; 0: any free port")
-    serving.add_argument("--host", default="127.0.0.1", help="loopback by default")
+    serving.add_argument(
+        "--host", default="127.0.0.1", help="loopback by default; any other needs --token-file"
+    )
+    serving.add_argument(
+        "--env", metavar="NAME", help="the environment whose bundle OFREP evaluates"
+    )
+    serving.add_argument(
+        "--token-file", metavar="PATH", help="a file holding the bearer token every request needs"
+    )
     serving.set_defaults(run=cmd_serve)
 
     simulation = command("simulate", "evaluate synthetic users; compare shares with DESIGN §4")
     simulation.add_argument("-n", "--users", type=int, default=100_000, help="users (100,000)")
+    one_environment(simulation)
     simulation.set_defaults(run=cmd_simulate)
     return root
 

@@ -113,6 +113,7 @@ class CheckFacts:
     previous: Span | None = None  # the object in the previous release
     accepted: str | None = None  # the reason of the acknowledgement that accepts it
     acceptable: bool = True  # whether an acknowledgement can accept it at all
+    environments: tuple[str, ...] = ()  # where it holds; none without environments
 
     def snippet(self, code: Code) -> str:
         """What to paste to accept the finding knowingly; the fingerprint is quoted so

@@ -89,6 +89,8 @@ def diagnostic_dict(diagnostic: Diagnostic) -> dict[str, Any]:
                 "instead": diagnostic.code.instead,
             }
         )
+        if facts.environments:
+            document["environments"] = list(facts.environments)
     return document
 
 

@@ -130,10 +130,20 @@ def test_init_scaffolds_a_repository_that_compiles_at_once(
     assert "compiled 3 flags into" in capsys.readouterr().out
     assert (target / ".github" / "workflows" / "experiments.yml").is_file()
     assert (target / ".pre-commit-config.yaml").is_file()
-    bundle = json.loads((target / "generated" / "bundle.json").read_text())
-    assert {"example-experiment", "example-group", "example-holdout"} <= {
-        flag["key"] for flag in bundle["flags"]
-    }
+    # Staging and production, with the example experiment running in staging only.
+    assert (
+        "environments: [staging, production]"
+        in (target / "definitions" / "project.yaml").read_text()
+    )
+    states = {}
+    for environment in ("staging", "production"):
+        bundle = json.loads((target / "generated" / environment / "bundle.json").read_text())
+        assert bundle["release"]["environment"] == environment
+        flags = {flag["key"]: flag for flag in bundle["flags"]}
+        assert {"example-experiment", "example-group", "example-holdout"} <= set(flags)
+        states[environment] = flags["example-experiment"]["state"]
+    assert states == {"staging": "running", "production": "draft"}
+    assert not (target / "generated" / "bundle.json").exists()
     assert (
         "/definitions/groups/example-group.yaml @your-org/your-team"
         in (target / "generated" / "CODEOWNERS").read_text()

@@ -1,9 +1,9 @@
 """Accepting a blocked change knowingly (DESIGN §6): fingerprints and matching.
 
-A fingerprint hashes the rule, the object and the normalised before/after values of a
-change, so an acknowledgement fits one exact change and goes stale when the change is
-edited. Matching is a pure function: which findings are accepted, and which
-acknowledgements accept nothing (rule C125 reports those).
+A fingerprint hashes the rule, the object, the normalised before/after values of a
+change and the environments it holds in, so an acknowledgement fits one exact change
+and goes stale when the change is edited. Matching is a pure function: which findings
+are accepted, and which acknowledgements accept nothing (rule C125 reports those).
 """
 
 from __future__ import annotations
@@ -18,8 +18,13 @@ from expc.diagnostics import printable
 from expc.pipeline.snapshot import Snapshot
 
 
-def fingerprint(code: str, key: str, change: Change) -> str:
-    material = json.dumps([code, key, change.before, change.after], sort_keys=True, default=str)
+def fingerprint(code: str, key: str, change: Change, environments: Sequence[str] = ()) -> str:
+    """Covers the environments a finding holds in (none without environments, so that
+    acknowledgements written before environments keep their fingerprints)."""
+    material_of: list[object] = [code, key, change.before, change.after]
+    if environments:
+        material_of.append(list(environments))
+    material = json.dumps(material_of, sort_keys=True, default=str)
     return hashlib.sha256(material.encode("utf-8")).hexdigest()[:16]
 
 
@@ -53,8 +58,8 @@ def match(raised: Sequence[Raised], declared: Sequence[Declared]) -> Matching:
     the change (a group's, for a slot), or project.yaml."""
     accepted: dict[int, str] = {}
     used: set[int] = set()
-    for position, (code, key, change) in enumerate(raised):
-        printed = fingerprint(code.id, key, change)
+    for position, (code, key, change, environments) in enumerate(raised):
+        printed = fingerprint(code.id, key, change, environments)
         for index, ack in enumerate(declared):
             if (
                 ack.rule in (code.id, code.name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from expc.check.previous import Side
 from expc.check.rules import Change
 from expc.diagnostics import Span
+from expc.reading.model import Project
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,16 @@ class Locator:
         else:
             paste_into = current_span.path if current_span else self.project_file
         return Place(span, notes, previous_span if shown_as_itself else None, paste_into)
+
+    def environments_span(self) -> Span:
+        """Where the current side declares its environments (project.yaml)."""
+        snapshot = self.current.snapshot
+        project = snapshot.objects.get("project") if snapshot is not None else None
+        if project is None:
+            return Span(self.project_file)
+        if isinstance(project.definition, Project) and project.definition.environments:
+            return project.span("environments")
+        return project.span("key")
 
     def _in_other_files(self, key: str, change: Change) -> tuple[Span, Side] | None:
         for container in change.where:

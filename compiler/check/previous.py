@@ -22,7 +22,7 @@ from expc.errors import UsageError
 from expc.outputs.bundle_types import Bundle
 from expc.outputs.layout import LEDGER, Layout, in_repository
 from expc.outputs.ledger import Ledger, LedgerError, LedgerFile, parse, read_text
-from expc.outputs.release import bundle_of
+from expc.outputs.release import compiled
 from expc.pipeline.snapshot import Rejected, Snapshot, read, read_blobs
 from expc.render import diagnostic_text
 from expc.sdk.evaluate import BundleError, Evaluator, parse_bundle
@@ -30,16 +30,31 @@ from expc.sdk.evaluate import BundleError, Evaluator, parse_bundle
 
 @dataclass(frozen=True)
 class Side:
-    """One side of a check: its bundle, where its definitions came from, its ledger."""
+    """One side of a check: a bundle per environment, where its definitions came from,
+    its ledger."""
 
     label: str
-    bundle: Bundle
+    # (environment, its bundle) in promotion order; one (None, bundle) without them
+    bundles: tuple[tuple[str | None, Bundle], ...]
     snapshot: Snapshot | None = None  # None for a released bundle file
     ledger_file: LedgerFile = field(default_factory=LedgerFile.absent)
+
+    @classmethod
+    def of(cls, label: str, snapshot: Snapshot, ledger_file: LedgerFile) -> Side:
+        bundles = tuple((name, document) for name, document, _text in compiled(snapshot))
+        return cls(label, bundles, snapshot, ledger_file)
 
     @property
     def ledger(self) -> Ledger:
         return self.ledger_file.ledger
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The declared environments (a released bundle file: the one it is for)."""
+        return tuple(name for name, _bundle in self.bundles if name is not None)
+
+    def bundle(self, environment: str | None) -> Bundle:
+        return dict(self.bundles)[environment]
 
 
 def _git(repository: Path, *arguments: str, stdin: bytes | None = None) -> bytes:
@@ -214,7 +229,7 @@ def _side(label: str, snapshot: Snapshot | Rejected, ledger_file: LedgerFile) ->
             f"the previous side ({label}) does not validate: {diagnostic_text(first)}; "
             "compare against a revision that compiled"
         )
-    return Side(label, bundle_of(snapshot), snapshot, ledger_file)
+    return Side.of(label, snapshot, ledger_file)
 
 
 def from_directory(definitions: Path, reuse: Snapshot | None = None) -> Side:
@@ -233,8 +248,12 @@ def from_bundle_file(path: Path) -> Side:
         Evaluator.from_compiled(document)  # requirements in order, ranges usable
     except (BundleError, ValidationError) as error:
         raise UsageError(f"{path}: not a usable bundle: {_first_problem(error)}") from error
-    ledger = path.parent / LEDGER
-    return Side(str(path), document, None, _previous_ledger(_read(ledger), str(ledger)))
+    # A bundle of a declared environment (generated/production/bundle.json) has the
+    # ledger one folder up, beside the environments' folders.
+    environment = document["release"].get("environment")
+    ledger = (path.parent if environment is None else path.parent.parent) / LEDGER
+    history = _previous_ledger(_read(ledger), str(ledger))
+    return Side(str(path), ((environment, document),), None, history)
 
 
 def _first_problem(error: Exception) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from expc.check.pairing import Comparison
 from expc.check.run import CheckResult
 from expc.check.views import View, range_share
 from expc.diagnostics import Diagnostic
@@ -34,10 +35,24 @@ def _environment() -> jinja2.Environment:
     return environment
 
 
-def _groups(result: CheckResult) -> list[dict[str, Any]]:
+def _sections(result: CheckResult) -> list[dict[str, Any]]:
+    """One section per environment (one unnamed section without environments): its
+    changes and the groups they affect."""
+    return [
+        {
+            "name": comparison.name,
+            "new": comparison.new,
+            "changes": comparison.changed_objects(),
+            "groups": _groups(comparison, f"e{number}"),
+        }
+        for number, comparison in enumerate(result.comparisons)
+    ]
+
+
+def _groups(comparison: Comparison, prefix: str) -> list[dict[str, Any]]:
     groups = []
-    for index, key in enumerate(result.affected_groups()):
-        view = result.after.get(key) or result.before.get(key)
+    for index, key in enumerate(comparison.affected_groups()):
+        view = comparison.after.get(key) or comparison.before.get(key)
         if view is None:
             continue
         slots = []
@@ -45,19 +60,21 @@ def _groups(result: CheckResult) -> list[dict[str, Any]]:
             slots.append(
                 {
                     "share": percent(range_share(((name, start, end),))),
-                    "label": _slot_label(result, view, name),
+                    "label": _slot_label(comparison, view, name),
                 }
             )
-        groups.append({"key": key, "id": f"g{index}", "rows": result.shares(key), "slots": slots})
+        number = f"{prefix}g{index}" if comparison.name is not None else f"g{index}"
+        rows = comparison.shares(key)
+        groups.append({"key": key, "id": number, "rows": rows, "slots": slots})
     return groups
 
 
-def _slot_label(result: CheckResult, view: View, name: str) -> str:
+def _slot_label(comparison: Comparison, view: View, name: str) -> str:
     """What a slot of a group, or a side of a holdout, holds, in words."""
     if view.kind == "holdout":
         if name == HELD_OUT:
             return "held out: in none of its experiments"
-        side = result.after if view.key in result.after else result.before
+        side = comparison.after if view.key in comparison.after else comparison.before
         covered = sorted(
             k for k, v in side.items() if v.kind == "experiment" and view.key in v.holdouts
         )
@@ -85,6 +102,7 @@ def render_invalid(diagnostics: tuple[Diagnostic, ...]) -> str:
 
 def render_markdown(result: CheckResult) -> str:
     template = _environment().get_template("check.md.j2")
+    sections = _sections(result)
 
     def render(summary_only: bool, limit: int | None) -> str:
         findings = result.findings if limit is None else result.findings[:limit]
@@ -92,7 +110,8 @@ def render_markdown(result: CheckResult) -> str:
             marker=MARKER,
             result=result,
             changes=result.changed_objects(),
-            groups=_groups(result),
+            sections=sections,
+            listed=len(sections) if limit is None else limit,
             findings=findings,
             hidden=len(result.findings) - len(findings),
             summary_only=summary_only,

@@ -13,17 +13,15 @@ from pathlib import Path
 
 from expc.check import acknowledgements
 from expc.check.locate import Locator
+from expc.check.pairing import Comparison, Removed, pair
 from expc.check.previous import Side, read_ledger_file, resolve
 from expc.check.rules import Context, Raised, ReleaseFacts, run_release_rules, run_rules
-from expc.check.views import View, expected_share, views
 from expc.diagnostics import CheckFacts, Code, Diagnostic, Severity, Span, make
 from expc.errors import UsageError
 from expc.outputs import ledger
 from expc.outputs.layout import Layout
-from expc.outputs.release import bundle_of
 from expc.pipeline import snapshot as pipeline
 from expc.render import Report
-from expc.shares import percent
 
 
 @dataclass(frozen=True)
@@ -31,98 +29,87 @@ class CheckResult:
     previous: Side
     current: Side
     findings: tuple[Diagnostic, ...]
-    before: dict[str, View]
-    after: dict[str, View]
+    # every environment of the current side with the state it was judged against
+    comparisons: tuple[Comparison, ...]
+    removed: tuple[Removed, ...] = ()  # environments the change removes
 
     @property
     def blocking(self) -> bool:
         return any(f.blocking for f in self.findings)
 
+    @property
+    def environments(self) -> bool:
+        """Whether the current side declares environments."""
+        return self.comparisons[0].name is not None
+
     def report(self) -> Report:
         blocking = sum(f.blocking for f in self.findings)
         verdict = "blocked" if self.blocking else "safe"
+        document: dict[str, object] = {
+            "against": self.previous.label,
+            "blocking": self.blocking,
+            "changes": self.changed_objects(),
+        }
+        if self.environments:
+            document["environments"] = {
+                c.name: {"new": c.new, "changes": c.changed_objects()} for c in self.comparisons
+            }
+            document["removed_environments"] = [r.name for r in self.removed]
         return Report(
             self.findings,
             f"{verdict}: {blocking} blocking, {len(self.findings) - blocking} other finding(s) "
             f"against {self.previous.label}",
             items="findings",
-            document={
-                "against": self.previous.label,
-                "blocking": self.blocking,
-                "changes": self.changed_objects(),
-            },
+            document=document,
         )
 
     def changed_objects(self) -> dict[str, list[str]]:
-        """Keys added, removed and changed, by comparing the two bundles' flags."""
-        old = {f["key"]: f for f in self.previous.bundle["flags"]}
-        new = {f["key"]: f for f in self.current.bundle["flags"]}
-        return {
-            "added": sorted(set(new) - set(old)),
-            "removed": sorted(set(old) - set(new)),
-            "changed": sorted(k for k in set(old) & set(new) if old[k] != new[k]),
-        }
-
-    def affected_groups(self) -> list[str]:
-        changed = self.changed_objects()
-        touched = set(changed["added"]) | set(changed["removed"]) | set(changed["changed"])
-        groups = set()
-        for side in (self.before, self.after):
-            for key in touched:
-                view = side.get(key)
-                if view is None:
-                    continue
-                if view.kind in ("mutex", "holdout"):
-                    groups.add(key)
-                groups.update(view.groups)
-        return sorted(groups)
-
-    def shares(self, group: str) -> list[tuple[str, str | None, str | None]]:
-        """(experiment, share before, share after) for the experiments of a group."""
-        members: set[str] = set()
-        for side in (self.before, self.after):
-            members.update(
-                k
-                for k, v in side.items()
-                if v.kind == "experiment" and (group in v.groups or group in v.holdouts)
-            )
-        rows = []
-        for key in sorted(members):
-            old, new = self.before.get(key), self.after.get(key)
-            rows.append(
-                (
-                    key,
-                    percent(expected_share(old, self.before)) if old else None,
-                    percent(expected_share(new, self.after)) if new else None,
-                )
-            )
-        return rows
+        """Keys added, removed and changed in any environment."""
+        found: dict[str, set[str]] = {"added": set(), "removed": set(), "changed": set()}
+        for comparison in self.comparisons:
+            if comparison.new:
+                continue  # all "added": the environment is, not its objects
+            for what, keys in comparison.changed_objects().items():
+                found[what].update(keys)
+        return {what: sorted(keys) for what, keys in found.items()}
 
 
 @dataclass(frozen=True)
 class Settings:
     """Rule settings, read from the previous side: a change cannot switch off its own
-    check (`project.yaml`: `check: {disable: [...], severity: {CODE: warning}}`)."""
+    check (`project.yaml`: `check: {disable: [...], severity: {CODE: warning},
+    environments: {staging: {blocking: false}}}`)."""
 
     disabled: frozenset[str] = frozenset()
     severities: tuple[tuple[str, str], ...] = ()
+    relaxed: frozenset[str] = frozenset()  # environments whose findings are warnings
 
     @classmethod
     def of(cls, side: Side) -> Settings:
         project = side.snapshot.project if side.snapshot else None
         if project is None:
             return cls()
-        return cls(frozenset(project.check.disable), tuple(project.check.severity.items()))
+        check = project.check
+        relaxed = frozenset(n for n, e in check.environments.items() if not e.blocking)
+        return cls(frozenset(check.disable), tuple(check.severity.items()), relaxed)
 
     def enabled(self, code: Code) -> bool:
         return code.id not in self.disabled and code.name not in self.disabled
 
-    def severity(self, code: Code, chosen_by_rule: Severity | None) -> Severity:
+    def severity(
+        self, code: Code, chosen_by_rule: Severity | None, environments: tuple[str, ...] = ()
+    ) -> Severity:
         if chosen_by_rule is not None:  # a rule softening one finding (a notice) decides
             return chosen_by_rule
         named = dict(self.severities)
         override = named.get(code.id) or named.get(code.name)
-        return Severity(override) if override else code.severity
+        severity = Severity(override) if override else code.severity
+        if severity is Severity.ERROR and environments and self.relaxes(environments):
+            return Severity.WARNING
+        return severity
+
+    def relaxes(self, environments: tuple[str, ...]) -> bool:
+        return all(name in self.relaxed for name in environments)
 
 
 class InvalidDefinitionsError(Exception):
@@ -166,24 +153,37 @@ def run(definitions: Path, against: str) -> CheckResult:
     ledger_path = Layout.beside(definitions).ledger
     ledger_shown = pipeline.shown_path(str(ledger_path))
     current_ledger = read_ledger_file(ledger_path, ledger_shown)
-    current = Side("current", bundle_of(current_read), current_read, current_ledger)
+    current = Side.of("current", current_read, current_ledger)
     previous = resolve(definitions, against, current_read)
     locator = Locator(current, previous, ledger_shown, f"{shown}/project.yaml")
     return compare(current, previous, locator)
 
 
 def compare(current: Side, previous: Side, locator: Locator) -> CheckResult:
-    before, after = views(previous.bundle), views(current.bundle)
     history = previous.ledger
-    context = Context(
-        before,
-        after,
-        released_keys=frozenset(history.released),
-        released_salts={**history.released_salts(), **{v.salt: k for k, v in before.items()}},
-        live=frozenset(history.live),
-    )
     settings = Settings.of(previous)
-    raised = [r for r in run_rules(context) if settings.enabled(r.code)]
+    comparisons, removed = pair(current, previous)
+    raised_in: list[tuple[str | None, list[Raised]]] = []
+    for comparison in comparisons:
+        context = Context(
+            comparison.before,
+            comparison.after,
+            released_keys=frozenset(history.released),
+            released_salts={
+                **history.released_salts(),
+                **{v.salt: k for k, v in comparison.before.items()},
+            },
+            live=comparison.live,
+        )
+        found = [r for r in run_rules(context) if settings.enabled(r.code)]
+        raised_in.append((comparison.name, found))
+    raised = _merged(raised_in, settings)
+    early = ReleaseFacts(
+        removed_environments=tuple(
+            (r.name, r.running, locator.environments_span()) for r in removed
+        )
+    )
+    raised += [r for r in run_release_rules(early, acceptable=True) if settings.enabled(r.code)]
     declared = acknowledgements.declared_in(current.snapshot) if current.snapshot else []
     matching = acknowledgements.match(raised, declared)
     current_ledger = current.ledger_file
@@ -202,11 +202,34 @@ def compare(current: Side, previous: Side, locator: Locator) -> CheckResult:
     # acknowledging a broken history would switch off the guard it is.
     findings += [
         _finding(r, None, settings, locator, acceptable=False)
-        for r in run_release_rules(facts)
+        for r in run_release_rules(facts, acceptable=False)
         if settings.enabled(r.code)
     ]
     findings.sort(key=lambda f: (f.span.path, f.span.line, f.code.id, f.message))
-    return CheckResult(previous, current, tuple(findings), before, after)
+    return CheckResult(previous, current, tuple(findings), tuple(comparisons), tuple(removed))
+
+
+def _merged(raised_in: list[tuple[str | None, list[Raised]]], settings: Settings) -> list[Raised]:
+    """One finding for a change found in several environments, naming them all (in
+    promotion order), unless their settings make it blocking in some and not others."""
+    merged: dict[tuple[object, ...], Raised] = {}
+    for name, found in raised_in:
+        for raised in found:
+            code, key, change, _environments = raised
+            identity = (
+                code.id,
+                key,
+                change.message,
+                acknowledgements.fingerprint(code.id, key, change),
+                name is not None and settings.relaxes((name,)),
+            )
+            seen = merged.get(identity)
+            where = (name,) if name is not None else ()
+            if seen is None:
+                merged[identity] = raised._replace(environments=where)
+            else:
+                merged[identity] = seen._replace(environments=seen.environments + where)
+    return list(merged.values())
 
 
 def _finding(
@@ -216,21 +239,27 @@ def _finding(
     locator: Locator,
     acceptable: bool = True,
 ) -> Diagnostic:
-    code, key, change = raised
+    code, key, change, environments = raised
     place = locator.place(key, change)
     facts = CheckFacts(
         key=key,
-        fingerprint=acknowledgements.fingerprint(code.id, key, change),
+        fingerprint=acknowledgements.fingerprint(code.id, key, change, environments),
         paste_into=place.paste_into,
         previous=place.previous,
         accepted=accepted,
         acceptable=acceptable,
+        environments=environments,
     )
-    return make(
-        code,
-        change.message,
-        place.span,
-        place.notes,
-        check=facts,
-        severity=settings.severity(code, change.severity),
-    )
+    message = change.message
+    notes = place.notes
+    if environments:
+        message += f" (in {', '.join(environments)})"
+    severity = settings.severity(code, change.severity, environments)
+    if severity is not settings.severity(code, change.severity):
+        settings_of = " and ".join(f"check.environments.{name}" for name in environments)
+        notes = (
+            *notes,
+            f"a warning, not an error: the previous release's project.yaml sets "
+            f"blocking: false in {settings_of}",
+        )
+    return make(code, message, place.span, notes, check=facts, severity=severity)

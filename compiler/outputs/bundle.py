@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -282,30 +283,75 @@ def acknowledged(catalog: Catalog) -> list[Acknowledged]:
     ]
 
 
-def build_flags(catalog: Catalog, default_by: str) -> list[Flag]:
+@dataclass
+class SharedFlags:
+    """Flags that are the same in several environments, built and written once.
+
+    A flag depends only on its object's values and on the cohorts it names (structure
+    is the same everywhere), so a flag whose key is not in an environment's `varying`
+    set is the same in every such environment; so is the evaluation order when the
+    edges are."""
+
+    flags: dict[str, tuple[Flag, str]] = field(default_factory=dict)
+    orders: dict[frozenset[tuple[str, str]], list[str]] = field(default_factory=dict)
+
+    def order(self, catalog: Catalog) -> list[str]:
+        edges = frozenset(catalog.edges)
+        if edges not in self.orders:
+            self.orders[edges] = catalog.topological_order()
+        return self.orders[edges]
+
+
+def build_flags(
+    catalog: Catalog,
+    default_by: str,
+    shared: SharedFlags | None = None,
+    varying: frozenset[str] = frozenset(),
+) -> list[tuple[Flag, str]]:
+    """Every flag in evaluation order, with its compact text. With `shared`, a flag
+    not in `varying` is taken from (or left for) the other environments."""
     builder = _Builder(catalog, default_by)
-    flags: list[Flag] = []
-    for key in catalog.topological_order():
+    order = shared.order(catalog) if shared is not None else catalog.topological_order()
+    flags: list[tuple[Flag, str]] = []
+    for key in order:
+        if shared is not None and key in shared.flags and key not in varying:
+            flags.append(shared.flags[key])
+            continue
         definition = catalog.objects[key].definition
         if isinstance(definition, Experiment):
-            flags.append(builder.experiment(definition))
+            flag = builder.experiment(definition)
         elif isinstance(definition, Mutex):
-            flags.append(builder.mutex(definition))
+            flag = builder.mutex(definition)
         elif isinstance(definition, Holdout):
-            flags.append(builder.holdout(definition))
+            flag = builder.holdout(definition)
+        else:
+            continue
+        built = (flag, compact_json(flag))
+        if shared is not None and key not in varying:
+            shared.flags[key] = built
+        flags.append(built)
     return flags
 
 
 def build_bundle(
-    catalog: Catalog, default_by: str, source_commit: str | None = None
+    catalog: Catalog,
+    default_by: str,
+    source_commit: str | None = None,
+    environment: str | None = None,
+    shared: SharedFlags | None = None,
+    varying: frozenset[str] = frozenset(),
 ) -> tuple[Bundle, str]:
-    """The bundle and the exact text of `bundle.json`."""
-    flags = build_flags(catalog, default_by)
-    flag_texts = [compact_json(flag) for flag in flags]
+    """The bundle and the exact text of `bundle.json`; `environment` names the declared
+    environment it is for (none without environments)."""
+    built = build_flags(catalog, default_by, shared, varying)
+    flags = [flag for flag, _text in built]
+    flag_texts = [text for _flag, text in built]
     release: Release = {
         "content_id": content_id(SCHEMA_VERSION, flag_texts),
         "compiler_version": __version__,
     }
+    if environment is not None:
+        release["environment"] = environment
     if source_commit:
         release["source_commit"] = source_commit
     bundle: Bundle = {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}

@@ -87,8 +87,9 @@ class Flag(TypedDict):
 
 
 class Release(TypedDict):
-    content_id: str
+    content_id: str  # of the flags: two environments with the same flags share it
     compiler_version: str
+    environment: NotRequired[str]  # with declared environments: the one this bundle is
     source_commit: NotRequired[str]
 
 

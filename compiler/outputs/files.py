@@ -5,12 +5,14 @@ over the old one. A command that writes several files (compile) prepares every
 temporary file first and renames only once all of them are written, so a destination
 that cannot be written (a file where a folder must be, a read-only folder, a full
 disk) stops it before the first rename: every output is replaced, or none is.
+Outputs a compile no longer produces are removed after the renames.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -72,14 +74,20 @@ def changed_files(out_dir: Path, files: dict[str, str]) -> dict[str, str]:
     return changed
 
 
-def write_outputs(out_dir: Path, files: dict[str, str]) -> list[str]:
-    """Replace every file that changed, all or none; return the names written.
+def write_outputs(out_dir: Path, files: dict[str, str], retired: Sequence[str] = ()) -> list[str]:
+    """Replace every file that changed, all or none, then remove the `retired` ones
+    (outputs no longer produced); return the names written and removed.
 
-    Raises `OutputError` (nothing replaced) when a destination cannot be written.
+    Raises `OutputError` (nothing replaced) when a destination cannot be written, or a
+    retired file is in a folder where nothing can be removed.
     """
     changed = changed_files(out_dir, files)
     for name in changed:
         _check_destination(out_dir / name)
+    for name in retired:
+        folder = (out_dir / name).parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise OutputError(f"{out_dir / name}: is no longer an output, and cannot be removed")
     prepared: list[tuple[Path, Path]] = []
     try:
         for name, content in changed.items():
@@ -94,4 +102,17 @@ def write_outputs(out_dir: Path, files: dict[str, str]) -> list[str]:
     finally:
         for temporary, _target in prepared:
             temporary.unlink(missing_ok=True)
-    return list(changed)
+    for name in retired:
+        (out_dir / name).unlink(missing_ok=True)
+        _remove_if_empty((out_dir / name).parent, out_dir)
+    return [*changed, *retired]
+
+
+def _remove_if_empty(folder: Path, out_dir: Path) -> None:
+    """An environment's folder goes with its last file (`amplitude/` first, then it)."""
+    while folder != out_dir and out_dir in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent

@@ -1,15 +1,20 @@
 """Every path under `generated/`, in one place.
 
 The outputs of a compile are named relative to the output folder (`bundle.json`,
-`schema/bundle.schema.json`, `amplitude/flags.json`); `Layout` knows those names and
+`schema/bundle.schema.json`, `amplitude/flags.json`; with declared environments those
+of each environment are below its name: `production/bundle.json`); `Layout` knows those names and
 where the folder is for a definitions folder: `generated/` beside it, wherever expc is
 run from. Paths written into outputs (CODEOWNERS) are relative to the repository.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from expc.reading.model import ENVIRONMENT_PATTERN
 
 FOLDER = "generated"  # beside the definitions folder
 BUNDLE = "bundle.json"
@@ -22,6 +27,12 @@ TARGETS = {"amplitude": "amplitude/flags.json"}  # one per name of `outputs.targ
 
 def schema_file(name: str) -> str:
     return f"{SCHEMA_FOLDER}/{name}"
+
+
+def in_environment(environment: str | None, name: str) -> str:
+    """An output of one environment: `<env>/<name>`, or `name` itself in a release
+    without environments (DESIGN §10: their outputs stay where they always were)."""
+    return name if environment is None else f"{environment}/{name}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,30 @@ class Layout:
     @property
     def bundle(self) -> Path:
         return self.root / BUNDLE
+
+    def bundle_of(self, environment: str | None) -> Path:
+        return self.root / in_environment(environment, BUNDLE)
+
+    def retired(self, produced: Iterable[str]) -> list[str]:
+        """Outputs a compile wrote before and no longer writes: an environment's files
+        after it was renamed or removed, the top-level bundle after environments were
+        declared, a target dropped. Left behind, they would be published as if they
+        were current, so a compile removes them; only names expc writes are touched."""
+        kept = set(produced)
+        folders = [""]
+        if self.root.is_dir():
+            folders += sorted(
+                f"{entry.name}/"
+                for entry in self.root.iterdir()
+                if entry.is_dir() and re.match(ENVIRONMENT_PATTERN, entry.name)
+            )
+        per_environment = [BUNDLE, VECTORS, *TARGETS.values()]
+        return [
+            folder + name
+            for folder in folders
+            for name in per_environment
+            if folder + name not in kept and (self.root / folder / name).is_file()
+        ]
 
 
 def repository_root(definitions: Path) -> Path:

@@ -1,7 +1,8 @@
 """`generated/ledger.json`: append-only memory of what releases contained (DESIGN §6).
 
 It remembers every key and salt ever released, when each group or holdout went live
-(first had a member that ran), by the content id of that release, and every change a
+(first had a member that ran), by the content id of that release and, with declared
+environments, in which environment (`live_in`), and every change a
 person acknowledged, with the release that carried it. `expc compile` appends to it;
 `expc check` reads the previous side's copy, so that facts survive deletions, and
 fails a change that edits or drops past entries.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -50,7 +52,11 @@ class Acknowledged(_Strict):
 class Ledger(_Strict):
     version: Literal[1]
     released: dict[str, Released]
+    # group or holdout -> the release in which it went live: without environments, and
+    # before they were declared (which counts for every environment)
     live: dict[str, _Text]
+    # environment -> group or holdout -> the release in which it went live there
+    live_in: dict[str, dict[str, _Text]] = {}
     acknowledged: list[Acknowledged] = []
 
     @classmethod
@@ -60,14 +66,27 @@ class Ledger(_Strict):
 
     @property
     def empty(self) -> bool:
-        return not (self.released or self.live or self.acknowledged)
+        return not (self.released or self.live or self.live_in or self.acknowledged)
+
+    def live_keys(self, environment: str | None) -> frozenset[str]:
+        """What has gone live in an environment, or (for `None`, a release without
+        environments) in any: the history recorded before environments counts for
+        each of them, and a repository that stops declaring them forgets nothing."""
+        if environment is None:
+            found = set(self.live)
+            for entries in self.live_in.values():
+                found.update(entries)
+            return frozenset(found)
+        return frozenset(self.live) | frozenset(self.live_in.get(environment, {}))
 
     def released_salts(self) -> dict[str, str]:
         return {entry.salt: key for key, entry in self.released.items()}
 
     def to_json(self) -> dict[str, Any]:
-        """The file's content; `acknowledged` appears once there is one."""
-        document = self.model_dump(mode="json", exclude={"acknowledged"})
+        """The file's content; `live_in` and `acknowledged` appear once they hold one."""
+        document = self.model_dump(mode="json", exclude={"acknowledged", "live_in"})
+        if self.live_in:
+            document["live_in"] = self.live_in
         if self.acknowledged:
             document["acknowledged"] = [a.model_dump(mode="json") for a in self.acknowledged]
         return document
@@ -115,28 +134,34 @@ def schema() -> dict[str, Any]:
     return Ledger.model_json_schema()
 
 
-def updated(ledger: Ledger, bundle: Bundle) -> Ledger:
-    """The ledger after releasing `bundle`: old entries untouched, new ones added. A
-    group or holdout goes live when an experiment that requires it has run."""
-    release = bundle["release"]["content_id"]
+def updated(ledger: Ledger, bundles: Sequence[Bundle]) -> Ledger:
+    """The ledger after releasing `bundles` (one per environment, in promotion order):
+    old entries untouched, new ones added. A group or holdout goes live in an
+    environment when an experiment that requires it has run there. A release is named
+    by its first bundle's content id."""
+    release = bundles[0]["release"]["content_id"]
     released = dict(ledger.released)
-    live = dict(ledger.live)
-    containers = {f["key"] for f in bundle["flags"] if f["kind"] in ("mutex", "holdout")}
-    for flag in sorted(bundle["flags"], key=lambda f: f["key"]):
-        salt = flag["bucketing"]["salt"]
+    for flag in sorted(bundles[0]["flags"], key=lambda f: f["key"]):
         released.setdefault(
             # Built from a bundle this process compiled: already valid, so not checked
             # again (a hundred thousand entries took half a second to validate).
             flag["key"],
-            Released.model_construct(kind=flag["kind"], salt=salt, first_release=release),
+            Released.model_construct(
+                kind=flag["kind"], salt=flag["bucketing"]["salt"], first_release=release
+            ),
         )
-        if flag["kind"] == "experiment" and flag["state"] in RAN:
-            for requirement in flag["requires"]:
-                if requirement["flag"] in containers:
-                    live.setdefault(requirement["flag"], release)
+    live = dict(ledger.live)
+    live_in = {name: dict(entries) for name, entries in ledger.live_in.items()}
+    for bundle in bundles:
+        environment = bundle["release"].get("environment")
+        # History from before environments were declared counts for every one of them.
+        recorded = live if environment is None else live_in.setdefault(environment, {})
+        for key in went_live(bundle):
+            if key not in ledger.live:
+                recorded.setdefault(key, bundle["release"]["content_id"])
     known = {(a.key, a.rule, a.fingerprint) for a in ledger.acknowledged}
     acknowledged = list(ledger.acknowledged)
-    for entry in bundle.get("audit", []):
+    for entry in bundles[0].get("audit", []):
         identity = (entry["key"], entry["rule"], entry["fingerprint"])
         if identity not in known:
             known.add(identity)
@@ -145,8 +170,23 @@ def updated(ledger: Ledger, bundle: Bundle) -> Ledger:
         version=1,
         released=dict(sorted(released.items())),
         live=dict(sorted(live.items())),
+        live_in={
+            name: dict(sorted(live_in[name].items())) for name in sorted(live_in) if live_in[name]
+        },
         acknowledged=acknowledged,
     )
+
+
+def went_live(bundle: Bundle) -> set[str]:
+    """The groups and holdouts of `bundle` required by an experiment that has run."""
+    containers = {f["key"] for f in bundle["flags"] if f["kind"] in ("mutex", "holdout")}
+    return {
+        requirement["flag"]
+        for flag in bundle["flags"]
+        if flag["kind"] == "experiment" and flag["state"] in RAN
+        for requirement in flag["requires"]
+        if requirement["flag"] in containers
+    }
 
 
 def edited_entries(previous: Ledger, current: Ledger) -> list[str]:
@@ -160,6 +200,12 @@ def edited_entries(previous: Ledger, current: Ledger) -> list[str]:
         f"live.{key}"
         for key, entry in sorted(previous.live.items())
         if current.live.get(key) != entry
+    ]
+    problems += [
+        f"live_in.{name}.{key}"
+        for name, entries in sorted(previous.live_in.items())
+        for key, entry in sorted(entries.items())
+        if current.live_in.get(name, {}).get(key) != entry
     ]
     kept = set(current.acknowledged)
     problems += [

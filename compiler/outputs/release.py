@@ -1,6 +1,7 @@
 """The compile stage: a valid snapshot to the exact content of every output file.
 
-    bundle.json, vectors.json, ledger.json, CODEOWNERS, schema/*, targets
+    bundle.json, vectors.json, targets   (in <env>/ for each declared environment)
+    ledger.json, CODEOWNERS, schema/*
 
 Nothing here writes; `files.write_outputs` replaces all of these or none.
 """
@@ -14,23 +15,49 @@ from expc import codes
 from expc.diagnostics import Diagnostic, make
 from expc.errors import TargetError, UsageError
 from expc.outputs import layout, ledger
-from expc.outputs.bundle import build_bundle, canonical_json, vectors_json
+from expc.outputs.bundle import SharedFlags, build_bundle, canonical_json, vectors_json
 from expc.outputs.bundle_types import Bundle
 from expc.outputs.owners import codeowners
 from expc.outputs.schema import schemas
 from expc.outputs.targets import builder
 from expc.outputs.vectors import build_vectors
+from expc.pipeline.environments import varying
 from expc.pipeline.snapshot import Snapshot, collection_paused
 
 
-def compiled(snapshot: Snapshot, source_commit: str | None = None) -> tuple[Bundle, str]:
-    """The bundle and the exact text of `bundle.json`."""
+def compiled(
+    snapshot: Snapshot, source_commit: str | None = None
+) -> list[tuple[str | None, Bundle, str]]:
+    """Every environment's name, bundle and the exact text of its `bundle.json`, in
+    promotion order (one unnamed environment without declared ones). Flags that are
+    the same in several environments are built once."""
+    shared = SharedFlags()
+    built = []
     with collection_paused():
-        return build_bundle(snapshot.catalog, snapshot.default_by, source_commit)
+        for environment in snapshot.environments:
+            document, text = build_bundle(
+                environment.catalog,
+                snapshot.default_by,
+                source_commit,
+                environment.name,
+                shared,
+                varying(environment, snapshot.objects),
+            )
+            built.append((environment.name, document, text))
+    return built
 
 
-def bundle_of(snapshot: Snapshot, source_commit: str | None = None) -> Bundle:
-    return compiled(snapshot, source_commit)[0]
+def bundle_of(
+    snapshot: Snapshot, environment: str | None = None, source_commit: str | None = None
+) -> Bundle:
+    """One environment's bundle (`None`: the only one of a release without them)."""
+    with collection_paused():
+        return build_bundle(
+            snapshot.environment(environment).catalog,
+            snapshot.default_by,
+            source_commit,
+            environment,
+        )[0]
 
 
 def release_files(
@@ -44,22 +71,30 @@ def release_files(
     `targets` are written besides those the project asks for; `history` is the ledger
     already in the output folder, which this release is appended to.
     """
-    document, text = compiled(snapshot, source_commit)
-    files = {layout.BUNDLE: text}
-    files[layout.LEDGER] = canonical_json(ledger.updated(history, document).to_json())
+    bundles = compiled(snapshot, source_commit)
+    project_targets = snapshot.project.targets if snapshot.project else []
+    chosen = sorted({*project_targets, *targets})
+    for name in chosen:
+        if name not in layout.TARGETS:
+            raise UsageError(f"unknown target '{name}'; available: {', '.join(layout.TARGETS)}")
+    files = {}
+    for environment, document, text in bundles:
+        files[layout.in_environment(environment, layout.BUNDLE)] = text
+        for name in chosen:
+            try:
+                target = canonical_json(builder(name)(document))
+            except ValueError as error:
+                where = f" ({environment})" if environment else ""
+                raise TargetError(f"target {name}{where}: {error}") from error
+            files[layout.in_environment(environment, layout.TARGETS[name])] = target
+        with collection_paused():
+            vectors = vectors_json(build_vectors(document))
+        files[layout.in_environment(environment, layout.VECTORS)] = vectors
+    updated = ledger.updated(history, [document for _name, document, _text in bundles])
+    files[layout.LEDGER] = canonical_json(updated.to_json())
     definitions = snapshot.root.resolve()
     within = definitions.relative_to(layout.repository_root(definitions)).as_posix()
     files[layout.CODEOWNERS] = codeowners(snapshot.by_relative, within)
-    project_targets = snapshot.project.targets if snapshot.project else []
-    for name in sorted({*project_targets, *targets}):
-        if name not in layout.TARGETS:
-            raise UsageError(f"unknown target '{name}'; available: {', '.join(layout.TARGETS)}")
-        try:
-            files[layout.TARGETS[name]] = canonical_json(builder(name)(document))
-        except ValueError as error:
-            raise TargetError(f"target {name}: {error}") from error
-    with collection_paused():
-        files[layout.VECTORS] = vectors_json(build_vectors(document))
     for name, schema in schemas().items():
         files[layout.schema_file(name)] = canonical_json(schema)
     return files

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 from expc import codes
 from expc.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
-from expc.pipeline.link import Catalog, build
+from expc.pipeline.link import Catalog, Relation, build
 from expc.pipeline.lint import lint
 from expc.pipeline.validate import check_object
 from expc.reading.load import Loaded, did_you_mean
@@ -29,6 +29,27 @@ class Environment:
     name: str | None  # None: the one environment of a repository that declares none
     objects: Mapping[str, Loaded]
     catalog: Catalog
+
+
+def varying(environment: Environment, base: Mapping[str, Loaded]) -> frozenset[str]:
+    """The objects whose flags may differ from the base definitions here: those that
+    set values for this environment, and those naming (through any chain of cohorts)
+    a cohort that does."""
+    changed = {key for key, loaded in environment.objects.items() if loaded is not base[key]}
+    cohorts = [key for key in changed if environment.catalog.nodes.get(key) == "cohort"]
+    if not cohorts:
+        return frozenset(changed)
+    named_by: dict[str, list[str]] = {}
+    for (source, target), references in environment.catalog.edges.items():
+        if any(r.relation in (Relation.TARGETING, Relation.AUDIENCE) for r in references):
+            named_by.setdefault(source, []).append(target)
+    waiting = list(cohorts)
+    while waiting:
+        for owner in named_by.get(waiting.pop(), []):
+            if owner not in changed:
+                changed.add(owner)
+                waiting.append(owner)
+    return frozenset(changed)
 
 
 def declared(project: Project | None) -> tuple[str, ...]:

@@ -19,7 +19,7 @@ import jinja2
 
 from expc import __version__
 from expc.errors import UsageError
-from expc.outputs.layout import FOLDER
+from expc.outputs.layout import FOLDER, Layout
 from expc.outputs.ledger import Ledger
 from expc.outputs.release import release_files
 from expc.pipeline.snapshot import Rejected, read_blobs
@@ -166,7 +166,12 @@ def init(directory: Path, action: str | None = None) -> Written:
     planned = {directory / relative: content for relative, content in scaffold.items()}
     out = directory / FOLDER
     generated = {out / file: text for file, text in sorted(outputs.items())}
-    existing = [path for path in [*planned, *generated] if path.exists() or path.is_symlink()]
+    # An output the scaffold would not write (a released top-level bundle, where the
+    # scaffold writes one per environment) would be left stale: refused like the rest.
+    retired = [out / name for name in Layout(out).retired(outputs)]
+    existing = [
+        path for path in [*planned, *generated, *retired] if path.exists() or path.is_symlink()
+    ]
     if existing:
         listed = ", ".join(str(path) for path in existing)
         raise UsageError(f"not overwriting existing files: {listed}; init writes nothing")

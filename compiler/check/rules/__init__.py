@@ -69,6 +69,9 @@ class Context:
 class ReleaseFacts:
     """What the release-wide rules look at, once the object rules have run."""
 
+    # Environments the change removes: (name, experiments running there before,
+    # where the current side declares its environments).
+    removed_environments: tuple[tuple[str, tuple[str, ...], Span], ...] = ()
     ledger_edits: tuple[str, ...] = ()
     # Why the current ledger cannot be compared (missing or broken), with its place.
     ledger_problem: tuple[str, Span] | None = None
@@ -142,6 +145,9 @@ class Rule:
 class ReleaseRule:
     code: Code
     check: Callable[[ReleaseFacts], Iterator[Change]]
+    # Whether an acknowledgement can accept its findings: not for those about the
+    # ledger or acknowledgements themselves, which would switch off the guard.
+    acceptable: bool = False
 
 
 RULES: dict[str, Rule] = {}
@@ -167,13 +173,14 @@ def rule(
 
 
 def release_rule(
-    code: str, name: str, severity: Severity
+    code: str, name: str, severity: Severity, acceptable: bool = False
 ) -> Callable[[Callable[[ReleaseFacts], Iterator[Change]]], Any]:
-    """Register a rule about the release as a whole (the ledger, acknowledgements)."""
+    """Register a rule about the release as a whole (environments, the ledger,
+    acknowledgements)."""
 
     def register(check: Callable[[ReleaseFacts], Iterator[Change]]) -> Any:
         registered = define(code, name, severity, _summary(check), check.__doc__ or "")
-        RELEASE_RULES[code] = ReleaseRule(registered, check)
+        RELEASE_RULES[code] = ReleaseRule(registered, check, acceptable)
         return check
 
     return register
@@ -184,11 +191,13 @@ def _summary(check: Callable[..., Any]) -> str:
 
 
 class Raised(NamedTuple):
-    """One change a rule found, about one object."""
+    """One change a rule found, about one object, and the environments it holds in
+    (none in a release without environments)."""
 
     code: Code
     key: str
     change: Change
+    environments: tuple[str, ...] = ()
 
 
 def run_rules(context: Context) -> Iterator[Raised]:
@@ -205,8 +214,11 @@ def run_rules(context: Context) -> Iterator[Raised]:
                 yield Raised(found.code, change.about or key, change)
 
 
-def run_release_rules(facts: ReleaseFacts) -> Iterator[Raised]:
+def run_release_rules(facts: ReleaseFacts, acceptable: bool) -> Iterator[Raised]:
+    """The release-wide rules whose findings can (or cannot) be acknowledged."""
     for code in sorted(RELEASE_RULES):
+        if RELEASE_RULES[code].acceptable != acceptable:
+            continue
         for change in RELEASE_RULES[code].check(facts):
             yield Raised(RELEASE_RULES[code].code, change.about or "", change)
 

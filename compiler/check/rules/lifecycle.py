@@ -135,6 +135,34 @@ def _left_slot(member: str, group: str, slot: str, context: Context) -> bool:
     return now is None or slot not in now.groups.get(group, ()) or now.state in RAN - {"running"}
 
 
+@release_rule("C126", "environment-removed-while-running", ERROR, acceptable=True)
+def environment_removed_while_running(facts: ReleaseFacts) -> Iterator[Change]:
+    """An environment was removed from project.yaml while experiments run in it.
+
+    Its bundle is no longer compiled or published: SDKs that poll it keep serving
+    the last one they fetched (or fail to start), and its enrolled users can never
+    be concluded or stopped through expc again.
+
+    breaks:
+        environments: [staging, production] -> environments: [production]
+        while checkout-redesign runs in staging
+    instead:
+        stop the experiments in that environment (`environments: {staging: {state:
+        stopped}}`), release, point its services elsewhere, then remove it.
+    """
+    for name, running, span in facts.removed_environments:
+        if running:
+            shown = ", ".join(running[:5]) + (f" and {len(running) - 5} more" * bool(running[5:]))
+            yield Change(
+                f"environment '{name}' was removed while {len(running)} experiment(s) run "
+                f"in it ({shown}); stop them there first",
+                [name, list(running)],
+                None,
+                about="project",
+                span=span,
+            )
+
+
 @release_rule("C124", "ledger-edited", ERROR)
 def ledger_edited(facts: ReleaseFacts) -> Iterator[Change]:
     """The change edits or drops past entries of generated/ledger.json, deletes it, or
