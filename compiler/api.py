@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from expc.check.run import CheckResult
     from expc.pipeline.traffic import TrafficRow
     from expc.sdk.evaluate import Evaluator
+    from expc.specs.run import Invalid, SpecRun
     from expc.tools.envs import EnvironmentTable
     from expc.tools.init import Written
     from expc.tools.promote import Promotion
@@ -315,14 +316,23 @@ def parse_user(text: str) -> dict[str, Any]:
     return user
 
 
+# A simulation is about 10 µs a user: ten million is minutes, and a larger count is a
+# slip of the keyboard that would hold a CI runner for hours.
+MAX_SIMULATED_USERS = 10_000_000
+
+
+def _check_user_count(users: int) -> None:
+    if not 1 <= users <= MAX_SIMULATED_USERS:
+        raise UsageError(f"-n must be between 1 and {MAX_SIMULATED_USERS:,}")
+
+
 def simulate(snapshot: Snapshot, users: int, environment: str | None = None) -> Simulation:
     """Evaluate `users` synthetic users in one environment; shares observed against
     expected."""
     from expc.outputs.release import bundle_of
     from expc.tools.simulate import simulate as run
 
-    if users < 1:
-        raise UsageError("-n must be at least 1")
+    _check_user_count(users)
     catalog = snapshot.environment(environment).catalog
     return run(catalog, bundle_of(snapshot, environment), users)
 
@@ -373,6 +383,76 @@ def promote(
     except OSError as error:
         raise UsageError(f"{promotion.shown}: cannot be written ({error.strerror})") from error
     return Promoted(promotion, (), True)
+
+
+# --- specs ---------------------------------------------------------------------------
+
+SPECS_FOLDER = "specs"  # beside the definitions folder, unless project.yaml says otherwise
+SIMULATED_USERS = 100_000
+
+
+def specs_folder(definitions: Path, snapshot: Snapshot | Rejected) -> tuple[Path, bool]:
+    """Where the specs are: project.yaml's `specs` (relative to the folder that holds
+    the definitions folder), else `specs/` beside the definitions; and whether
+    project.yaml names it."""
+    project = snapshot.project if isinstance(snapshot, Snapshot) else None
+    named = project.specs if project is not None else None
+    return definitions.absolute().parent / (named or SPECS_FOLDER), named is not None
+
+
+def run_specs(
+    definitions: Path,
+    specs: Sequence[Path] = (),
+    *,
+    environment: str | None = None,
+    pattern: str | None = None,
+    users: int = SIMULATED_USERS,
+    strict: bool = False,
+) -> SpecRun | Invalid | Rejected:
+    """Run the specs (the files and folders given, else the project's specs folder)
+    against bundles compiled in memory from the definitions: `Rejected` when the
+    definitions do not validate, `Invalid` when a spec cannot run, else the outcome of
+    every check. `environment` runs only the specs of that environment, `pattern` only
+    the checks whose spec path or title holds it (any case); under `strict` a warning
+    about the definitions rejects them.
+
+    A specs folder that nobody named and that does not exist holds no specs (an empty
+    run); a path that was named must exist."""
+    import dataclasses
+
+    from expc.specs import load as spec_files
+    from expc.specs.run import SpecRun, run
+
+    _check_user_count(users)
+    snapshot = load(definitions, strict)
+    if isinstance(snapshot, Rejected):
+        return snapshot
+    chosen = environment_of(snapshot, environment) if environment is not None else None
+    given = list(specs)
+    if not given:
+        folder, named = specs_folder(definitions, snapshot)
+        if not folder.exists() and not folder.is_symlink() and not named:
+            return SpecRun((), (), 0, searched=(shown_path(str(folder)),))
+        given = [folder]
+    searched = tuple(shown_path(str(path)) for path in given)
+    for path, shown in zip(given, searched, strict=True):
+        if not path.exists() and not path.is_symlink():
+            raise UsageError(f"{shown}: no such spec file or folder")
+    files = spec_files.listed(given)
+    if not files:
+        if specs:
+            raise UsageError(f"{', '.join(searched)}: no spec files (*.yaml) in it")
+        return SpecRun((), (), 0, searched=searched)
+    read, unreadable = spec_files.read(files)
+    wanted = (pattern or "").lower()
+    outcome = run(snapshot, read, chosen, lambda name: wanted in name.lower(), users, unreadable)
+    if isinstance(outcome, SpecRun):
+        if not outcome.outcomes and pattern:
+            raise UsageError(f"-k {pattern}: selects no case, share or exclusive list")
+        if not outcome.outcomes and environment is not None:
+            raise UsageError(f"--env {environment}: no spec names this environment")
+        outcome = dataclasses.replace(outcome, searched=searched)
+    return outcome
 
 
 # --- setting up and shipping ----------------------------------------------------------

@@ -287,6 +287,77 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+TEST_FORMATS = [*FORMATS, "junit"]
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from expc.specs import junit, report
+    from expc.specs.run import Invalid
+
+    fmt = args.format
+    try:
+        outcome = api.run_specs(
+            Path(args.definitions),
+            [Path(path) for path in args.specs],
+            environment=args.env,
+            pattern=args.k,
+            users=args.users,
+            strict=args.strict,
+        )
+    except UsageError as error:
+        # The one line on stderr and a JSON or GitHub document come from `main`; a
+        # JUnit reader and the pull-request comment get theirs here.
+        if fmt == "junit":
+            sys.stdout.write(junit.render_junit_problems([], f"expc test could not run: {error}"))
+        _write_summary(args.summary, report.render_markdown_problems([], f"{error}"))
+        raise
+    if isinstance(outcome, Rejected | Invalid):
+        status = EXIT_FINDINGS if isinstance(outcome, Rejected) else EXIT_USAGE
+        what = (
+            "the definitions do not validate; fix them first"
+            if isinstance(outcome, Rejected)
+            else "the specs cannot run; fix these first"
+        )
+        problems = counted(outcome.diagnostics)
+        if fmt == "junit":
+            sys.stdout.write(junit.render_junit_problems(outcome.diagnostics, what))
+        elif fmt == "text":
+            _print_report(problems, fmt)
+            print(f"expc test: {what}", file=sys.stderr)
+        else:
+            document = {**problems.document, "ran": False, "why": what}
+            _print_report(Report(problems.diagnostics, problems.summary, document=document), fmt)
+        markdown = report.render_markdown_problems(outcome.diagnostics, what)
+        _write_summary(args.summary, markdown)
+        if fmt == "github":
+            _write_summary(os.environ.get("GITHUB_STEP_SUMMARY"), markdown, append=True)
+        return status
+    if fmt == "junit":
+        sys.stdout.write(junit.render_junit(outcome))
+    elif fmt == "text":
+        sys.stdout.write(report.render_text(outcome, args.quiet))
+    elif fmt == "github":
+        sys.stdout.write(report.render_github(outcome))
+    else:
+        sys.stdout.write(render(report.report(outcome), fmt))
+    markdown = report.render_markdown(outcome)
+    _write_summary(args.summary, markdown)
+    if fmt == "github":
+        _write_summary(os.environ.get("GITHUB_STEP_SUMMARY"), markdown, append=True)
+    return EXIT_FINDINGS if outcome.failed else EXIT_OK
+
+
+def _write_summary(path: str | None, markdown: str, append: bool = False) -> None:
+    """`expc test --summary FILE`: the paragraph the pull-request comment adds."""
+    if not path:
+        return
+    try:
+        with Path(path).open("a" if append else "w", encoding="utf-8") as stream:
+            stream.write(markdown)
+    except OSError as error:
+        raise UsageError(f"{path}: cannot be written ({error.strerror})") from error
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     written = api.init(Path(args.directory), args.action)
     for path in written.scaffold:
@@ -309,6 +380,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.port,
         environment=args.env,
         token_file=Path(args.token_file) if args.token_file else None,
+        bucketing_attribute=args.bucketing_attribute,
     )
     # A server lives on: the collector, paused for the short commands, must run again
     # (the event loop makes reference cycles), and what was loaded so far is frozen out
@@ -371,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         # Commands with a positional argument of their own take the folder as an option.
-        as_option = name in ("eval", "promote")
+        as_option = name in ("eval", "promote", "test")
         sub.add_argument(
             "--definitions" if as_option else "definitions",
             nargs=None if as_option else "?",
@@ -476,7 +548,36 @@ def parser() -> argparse.ArgumentParser:
     serving.add_argument(
         "--token-file", metavar="PATH", help="a file holding the bearer token every request needs"
     )
+    serving.add_argument(
+        "--bucketing-attribute",
+        metavar="NAME",
+        default="user_id",
+        help="the attribute OFREP's targeting key is the value of (default user_id)",
+    )
     serving.set_defaults(run=cmd_serve)
+
+    testing = command("test", "run the specs: prove what users get from the current definitions")
+    testing.add_argument(
+        "specs",
+        nargs="*",
+        metavar="SPECS",
+        help="spec files or folders (default: project.yaml's specs, else specs/ beside DIR)",
+    )
+    testing.add_argument(
+        "--env", metavar="NAME", help="only the specs of this environment (default: every spec)"
+    )
+    testing.add_argument("--format", choices=TEST_FORMATS, default="text")
+    testing.add_argument("-k", metavar="PATTERN", help="only checks whose spec or title holds it")
+    testing.add_argument(
+        "-n", "--users", type=int, default=100_000, help="simulated users for shares (100,000)"
+    )
+    testing.add_argument("-q", "--quiet", action="store_true", help="print failures only")
+    testing.add_argument(
+        "--summary",
+        metavar="FILE",
+        help="also write a markdown paragraph (counts, failures) for a pull-request comment",
+    )
+    testing.set_defaults(run=cmd_test)
 
     simulation = command("simulate", "evaluate synthetic users; compare shares with DESIGN §4")
     simulation.add_argument("-n", "--users", type=int, default=100_000, help="users (100,000)")

@@ -67,6 +67,12 @@ UNKNOWN_ENVIRONMENT = _code(
 ENVIRONMENTS_UNDECLARED = _code(
     "E209", "environments-undeclared", _E, "an environments block where the project declares none"
 )
+PRIVATE_ATTRIBUTE_CONDITION = _code(
+    "E210",
+    "private-attribute-condition",
+    _E,
+    "a condition a private attribute's digests cannot answer",
+)
 
 # Warnings
 MULTIPLE_GROUPS = _code(

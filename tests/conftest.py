@@ -25,6 +25,10 @@ from expc.pipeline.snapshot import Snapshot, read
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
 CASES = TESTS / "cases"
+# The example company declares staging and production; tests of "the example's bundle"
+# mean the one its customers get.
+EXAMPLE_ENVIRONMENT = "production"
+EXAMPLE_OUTPUTS = REPO / "generated" / EXAMPLE_ENVIRONMENT
 
 # The cache of read files goes to a folder of this run, not beside every case's
 # definitions (tests that test the cache point it elsewhere themselves).
@@ -94,9 +98,14 @@ def valid_snapshot(definitions: Path, display_root: str | None = None) -> Snapsh
     return result
 
 
-def compiled_bundle(definitions: Path) -> Bundle:
-    """The bundle of valid definitions, compiled in memory."""
-    return bundle_of(valid_snapshot(definitions))
+def compiled_bundle(definitions: Path, environment: str | None = None) -> Bundle:
+    """The bundle of valid definitions, compiled in memory: of `environment`, or of the
+    last environment in promotion order (production) when definitions declare some."""
+    snapshot = valid_snapshot(definitions)
+    declared = snapshot.project.environments if snapshot.project else None
+    if environment is None and declared:
+        environment = declared[-1]
+    return bundle_of(snapshot, environment)
 
 
 @pytest.fixture

@@ -222,8 +222,23 @@ def compare_random_users(
     return enrolled, excused
 
 
-def test_amplitude_engine_agrees_with_expc_for_100000_users() -> None:
-    engines = BothEngines(compiled_bundle(REPO / "definitions"))
+def example_in_plain_text(tmp_path: Path) -> Path:
+    """The example's definitions without `private_attributes`: Amplitude compares raw
+    values, so only a project that keeps them in plain text can be exported."""
+    definitions = tmp_path / "definitions"
+    shutil.copytree(REPO / "definitions", definitions)
+    project = definitions / "project.yaml"
+    text = project.read_text(encoding="utf-8")
+    plain = "\n".join(
+        line for line in text.splitlines() if not line.startswith("private_attributes:")
+    )
+    assert plain != text.rstrip("\n")
+    project.write_text(plain + "\n", encoding="utf-8")
+    return definitions
+
+
+def test_amplitude_engine_agrees_with_expc_for_100000_users(tmp_path: Path) -> None:
+    engines = BothEngines(compiled_bundle(example_in_plain_text(tmp_path)))
     rng = random.Random(20261125)
     enrolled, excused = compare_random_users(
         engines, (random_user(rng, index) for index in range(USERS))
@@ -305,17 +320,14 @@ def test_compile_writes_the_target_on_request(
     tmp_path: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "out"
-    assert (
-        cli.main(["compile", str(REPO / "definitions"), "--out", str(out), "--target", "amplitude"])
-        == 0
-    )
+    definitions = str(AMPLITUDE_CASES / "definitions")
+
+    def compile_with(target: str) -> int:
+        return cli.main(["compile", definitions, "--out", str(out), "--target", target])
+
+    assert compile_with("amplitude") == 0
     assert (out / "amplitude" / "flags.json").is_file()
-    assert (
-        cli.main(
-            ["compile", str(REPO / "definitions"), "--out", str(out), "--target", "optimizely"]
-        )
-        == 2
-    )
+    assert compile_with("optimizely") == 2
     assert "unknown target 'optimizely'" in capsys.readouterr().err
 
 

@@ -21,7 +21,7 @@ def _table_modules() -> set[str]:
     return named
 
 
-STAGES = {"", "reading", "pipeline", "check", "outputs", "sdk", "tools"}
+STAGES = {"", "reading", "pipeline", "check", "outputs", "sdk", "specs", "tools"}
 
 
 def _package_modules() -> set[str]:
@@ -59,3 +59,20 @@ def test_every_module_the_table_names_exists() -> None:
         and not (REPO / "compiler" / name).is_dir()
     ]
     assert missing == []
+
+
+def test_every_package_is_installed() -> None:
+    """A folder of compiler/ missing from pyproject.toml's `packages` is left out of a
+    wheel: `pip install` (the action, pre-commit) would fail where the editable install
+    of development works."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    package = REPO / "compiler"
+    found = {
+        ".".join(("expc", *init.parent.relative_to(package).parts))
+        for init in package.rglob("__init__.py")
+    }
+    assert found - listed == set()

@@ -47,7 +47,10 @@ def test_a_warm_run_writes_the_same_bytes_as_a_cold_one(
     monkeypatch.setenv("EXPC_CACHE_DIR", "")
     uncached, _ = _compile("uncached", capsys)
     assert uncached == cold
-    assert cold["bundle.json"] == (REPO / "generated" / "bundle.json").read_bytes()
+    assert (
+        cold["production/bundle.json"]
+        == (REPO / "generated" / "production" / "bundle.json").read_bytes()
+    )
 
 
 def _cache_names(project: Path) -> list[str]:
@@ -61,7 +64,7 @@ def test_an_edit_is_seen_by_the_next_warm_run(
     experiment = project / "definitions" / "experiments" / "search" / "search-typo-tolerance.yaml"
     experiment.write_text(experiment.read_text().replace("state: running", "state: stopped"))
     edited, _ = _compile("generated", capsys)
-    bundle = json.loads(edited["bundle.json"])
+    bundle = json.loads(edited["production/bundle.json"])
     flag = next(f for f in bundle["flags"] if f["key"] == "search-typo-tolerance")
     assert flag["state"] == "stopped"
     assert cli.main(["validate"]) == cli.EXIT_OK
@@ -114,7 +117,10 @@ def test_a_cache_that_cannot_be_written_changes_nothing(
 ) -> None:
     monkeypatch.setenv("EXPC_CACHE_DIR", "/proc/expc-cache")
     outputs, _ = _compile("generated", capsys)
-    assert outputs["bundle.json"] == (REPO / "generated" / "bundle.json").read_bytes()
+    assert (
+        outputs["production/bundle.json"]
+        == (REPO / "generated" / "production" / "bundle.json").read_bytes()
+    )
 
 
 def test_the_cache_is_data_not_code(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -76,7 +76,7 @@ def test_acknowledging_the_printed_snippet_unblocks_and_is_audited(repository: P
     assert accepted.returncode == cli.EXIT_OK
     assert "(accepted: approved by search team)" in accepted.stdout
     assert expc(repository, "compile").returncode == 0
-    bundle = json.loads((repository / "generated" / "bundle.json").read_text())
+    bundle = json.loads((repository / "generated" / "production" / "bundle.json").read_text())
     assert bundle["audit"] == [
         {
             "key": "search-ranking",
@@ -231,8 +231,8 @@ def test_markdown_pictures_a_holdout_by_its_two_sides_and_lists_only_experiments
     finally:
         os.chdir(REPO)
     markdown = report.render_markdown(result)
-    assert '-->|"10.00%"| g0_1["held out: in none of its experiments"]' in markdown
-    assert '-->|"90.00%"| g0_2["not held out: checkout-apple-pay-first, ' in markdown
+    assert '-->|"10.00%"| e1g0_1["held out: in none of its experiments"]' in markdown
+    assert '-->|"90.00%"| e1g0_2["not held out: checkout-apple-pay-first, ' in markdown
     assert "empty" not in markdown.split("```mermaid")[1].split("```")[0].split("search-ranking")[0]
     rows = [line for line in markdown.splitlines() if line.startswith("| `")]
     # Groups under the holdout are not experiments: they get no row of shares.

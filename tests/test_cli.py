@@ -48,28 +48,28 @@ def test_compile_then_check(project: Path) -> None:
     experiment.write_text(experiment.read_text().replace("state: running", "state: stopped"))
     stale = run("compile", "--check", cwd=project)
     assert stale.returncode == cli.EXIT_FINDINGS
-    assert "generated/bundle.json: stale" in stale.stdout
+    assert "generated/production/bundle.json: stale" in stale.stdout
     assert "schema" not in stale.stdout  # only the file that differs is named
 
 
 def test_compile_refuses_broken_definitions_and_writes_nothing(project: Path) -> None:
     run("compile", cwd=project)
-    before = (project / "generated" / "bundle.json").read_bytes()
+    before = (project / "generated" / "production" / "bundle.json").read_bytes()
     broken = project / "definitions" / "groups" / "search-ranking.yaml"
     broken.write_text(broken.read_text().replace("percent: 50", "percent: 150"))
     result = run("compile", cwd=project)
     assert result.returncode == cli.EXIT_FINDINGS
     assert "definitions/groups/search-ranking.yaml:6:14: error[E103 invalid-value]" in result.stderr
     assert "Traceback" not in result.stderr
-    assert (project / "generated" / "bundle.json").read_bytes() == before
+    assert (project / "generated" / "production" / "bundle.json").read_bytes() == before
 
 
 def test_source_commit_is_recorded_only_when_asked(project: Path) -> None:
     run("compile", "--source-commit", "abc123", cwd=project)
-    bundle = json.loads((project / "generated" / "bundle.json").read_text())
+    bundle = json.loads((project / "generated" / "production" / "bundle.json").read_text())
     assert bundle["release"]["source_commit"] == "abc123"
     run("compile", cwd=project)
-    bundle = json.loads((project / "generated" / "bundle.json").read_text())
+    bundle = json.loads((project / "generated" / "production" / "bundle.json").read_text())
     assert "source_commit" not in bundle["release"]
 
 
@@ -127,17 +127,17 @@ def test_interrupted_write_leaves_the_old_file_whole(
 
 
 def test_graph_formats(project: Path) -> None:
-    mermaid = run("graph", cwd=project)
+    mermaid = run("graph", "--env", "production", cwd=project)
     assert mermaid.stdout.startswith("flowchart LR\n")
     assert "n_checkout_surface -->|slot 3| n_checkout_payment_methods" in mermaid.stdout
     # An experiment holding two slots of a group shows both.
     assert "n_search_ranking -->|slots 2, 3| n_search_semantic_ranker" in mermaid.stdout
-    dot = run("graph", "--format", "dot", cwd=project)
+    dot = run("graph", "--env", "production", "--format", "dot", cwd=project)
     assert '"global-holdout" -> "search-ranking" [label="holdout member"];' in dot.stdout
 
 
 def test_traffic_command_prints_expected_shares(project: Path) -> None:
-    result = run("traffic", cwd=project)
+    result = run("traffic", "--env", "production", cwd=project)
     lines = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines()[1:]}
     assert lines["search-typo-tolerance"] == ["running", "47.5%"]
     assert lines["onboarding-pricing-preview"] == ["running", "25%"]
@@ -146,7 +146,7 @@ def test_traffic_command_prints_expected_shares(project: Path) -> None:
 def test_traffic_gives_experiments_that_serve_nobody_no_share(project: Path) -> None:
     lines = {
         line.split()[0]: " ".join(line.split()[1:])
-        for line in run("traffic", cwd=project).stdout.splitlines()[1:]
+        for line in run("traffic", "--env", "production", cwd=project).stdout.splitlines()[1:]
     }
     assert lines["pricing-tier-names"] == "stopped 0% not serving"
     assert lines["checkout-bnpl-banner"] == "draft 0% not serving; 23.75% once running"
@@ -159,7 +159,11 @@ def test_ledger_is_append_only_across_compiles(project: Path) -> None:
     run("compile", cwd=project)
     ledger = json.loads((project / "generated" / "ledger.json").read_text())
     assert "search-typo-tolerance" in ledger["released"]
-    assert set(ledger["live"]) >= {"search-ranking", "global-holdout", "checkout-surface"}
+    assert set(ledger["live_in"]["production"]) >= {
+        "search-ranking",
+        "global-holdout",
+        "checkout-surface",
+    }
     (project / "definitions" / "experiments" / "search" / "search-typo-tolerance.yaml").unlink()
     group = project / "definitions" / "groups" / "search-ranking.yaml"
     group.write_text(group.read_text().replace("experiment: search-typo-tolerance", "# freed"))
@@ -172,7 +176,10 @@ def test_ledger_is_append_only_across_compiles(project: Path) -> None:
 def test_a_blocked_destination_stops_compile_before_anything_is_replaced(project: Path) -> None:
     assert run("compile", cwd=project).returncode == 0
     generated = project / "generated"
-    before = {name: (generated / name).read_bytes() for name in ("bundle.json", "vectors.json")}
+    before = {
+        name: (generated / name).read_bytes()
+        for name in ("production/bundle.json", "production/vectors.json")
+    }
     shutil.rmtree(generated / "schema")
     (generated / "schema").write_text("a file where a folder belongs\n")
     experiment = project / "definitions" / "experiments" / "search" / "search-typo-tolerance.yaml"
@@ -198,7 +205,7 @@ def test_an_output_directory_that_cannot_be_written_is_a_usage_error(
 
 def test_no_definitions_is_a_usage_error_not_an_empty_bundle(project: Path) -> None:
     assert run("compile", cwd=project).returncode == 0
-    released = (project / "generated" / "bundle.json").read_bytes()
+    released = (project / "generated" / "production" / "bundle.json").read_bytes()
     (project / "empty").mkdir()
     (project / "docs").mkdir()
     (project / "docs" / "README.md").write_text("no definitions here\n")
@@ -206,7 +213,7 @@ def test_no_definitions_is_a_usage_error_not_an_empty_bundle(project: Path) -> N
         result = run("compile", where, "--out", "generated", cwd=project)
         assert result.returncode == cli.EXIT_USAGE
         assert "no definitions found" in result.stderr
-    assert (project / "generated" / "bundle.json").read_bytes() == released
+    assert (project / "generated" / "production" / "bundle.json").read_bytes() == released
 
 
 def test_outputs_do_not_depend_on_the_working_directory(project: Path) -> None:
@@ -237,17 +244,24 @@ def test_rules_are_found_in_any_case(capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_eval_names_the_two_sides_of_a_holdout(project: Path) -> None:
-    qa = run("eval", '{"user_id": "qa-anna"}', cwd=project).stdout
+    qa = run("eval", '{"user_id": "qa-anna"}', "--env", "production", cwd=project).stdout
     holdout = next(line for line in qa.splitlines() if line.startswith("global-holdout "))
     assert holdout.split()[1:] == ["not", "held", "out", "override"]
 
 
 @pytest.mark.parametrize("users", ["10000", "50000"])
 def test_simulate_accepts_an_expected_share_of_100_percent(project: Path, users: str) -> None:
-    result = run("simulate", "-n", users, cwd=project)
+    result = run("simulate", "-n", users, "--env", "production", cwd=project)
     assert result.returncode == 0, result.stdout
     rounding = next(line for line in result.stdout.splitlines() if "pricing-usd-rounding" in line)
     assert "100.00%" in rounding and "OUTSIDE" not in rounding
+
+
+@pytest.mark.parametrize("users", ["0", "-3", "10000001", "99999999999999999999"])
+def test_simulate_refuses_a_user_count_out_of_range(project: Path, users: str) -> None:
+    result = run("simulate", "-n", users, "--env", "production", cwd=project)
+    assert result.returncode == cli.EXIT_USAGE
+    assert "-n must be between 1 and 10,000,000" in result.stderr
 
 
 def test_control_characters_from_definitions_never_reach_the_output_raw(project: Path) -> None:
@@ -286,7 +300,7 @@ def test_check_against_an_empty_or_malformed_reference_is_a_usage_error(project:
     assert run("compile", cwd=project).returncode == 0
     empty = run("check", "--against", "", cwd=project)
     assert empty.returncode == cli.EXIT_USAGE and "--against is empty" in empty.stderr
-    bundle = json.loads((project / "generated" / "bundle.json").read_text())
+    bundle = json.loads((project / "generated" / "production" / "bundle.json").read_text())
     bundle["flags"][0]["variants"] = "not a list"
     from expc.sdk.evaluate import content_id_of
 

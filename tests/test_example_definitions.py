@@ -70,11 +70,13 @@ def test_compile_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
     first = release_files(valid_snapshot(DEFINITIONS), Ledger.new())
     second = release_files(valid_snapshot(DEFINITIONS), Ledger.new())
     assert first == second
-    assert first["bundle.json"] == (REPO / "generated" / "bundle.json").read_text(encoding="utf-8")
+    assert first["production/bundle.json"] == (
+        REPO / "generated" / "production" / "bundle.json"
+    ).read_text(encoding="utf-8")
 
 
 def test_bundle_is_canonical_and_topologically_ordered(snapshot: Snapshot) -> None:
-    text = (REPO / "generated" / "bundle.json").read_text(encoding="utf-8")
+    text = (REPO / "generated" / "production" / "bundle.json").read_text(encoding="utf-8")
     document = json.loads(text)
     assert bundle_json(document) == text  # sorted keys, one flag per line, final newline
     assert document["release"]["content_id"] == content_id_of(document)

@@ -34,7 +34,7 @@ from test_poller import GOOD, GOOD_ID, OTHER, OTHER_ID, RawServer, ok, wait_unti
 from expc.sdk.evaluate import BundleError, Evaluator, Result, content_id_of, parse_bundle
 from expc.sdk.poller import BundlePoller
 
-BUNDLE = json.loads((REPO / "generated" / "bundle.json").read_text(encoding="utf-8"))
+BUNDLE = json.loads((REPO / "generated" / "production" / "bundle.json").read_text(encoding="utf-8"))
 EVALUATOR = Evaluator(BUNDLE)
 KEYS = EVALUATOR.flag_keys
 ATTRIBUTES = ["user_id", "country", "email", "platform", "app_version", "account_age_days"]

@@ -106,7 +106,7 @@ def test_pre_commit_hooks_from_this_repository(tmp_path: Path) -> None:
     experiment.write_text(experiment.read_text().replace("state: running", "state: stopped"))
     git(config, "add", "-A")
     stale = hook("expc-compile-check")
-    assert stale.returncode == 1 and "generated/bundle.json: stale" in stale.stdout
+    assert stale.returncode == 1 and "generated/production/bundle.json: stale" in stale.stdout
     experiment.write_text(experiment.read_text() + "trafic: 5\n")
     git(config, "add", "-A")
     invalid = hook("expc-validate")

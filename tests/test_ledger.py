@@ -73,7 +73,7 @@ def test_a_broken_ledger_beside_a_released_bundle_stops_the_check(
     release = tmp_path / "release"
     shutil.copytree(released / "generated", release)
     (release / "ledger.json").write_text('{"released": {"x": 5}, "live": {}, "version": 1}\n')
-    result = expc(released, "check", "--against", str(release / "bundle.json"))
+    result = expc(released, "check", "--against", str(release / "production" / "bundle.json"))
     assert result.returncode == cli.EXIT_USAGE
     assert "ledger.json:1:" in result.stderr and "released.x" in result.stderr
 
@@ -92,9 +92,10 @@ def test_acknowledgements_stay_in_the_ledger_after_the_block_is_removed(released
     assert expc(released, "compile").returncode == 0
     git(released, "commit", "-q", "-am", "shrink slot 1, acknowledged")
     recorded = json.loads((released / "generated" / "ledger.json").read_text())["acknowledged"]
-    content_id = json.loads((released / "generated" / "bundle.json").read_text())["release"][
-        "content_id"
-    ]
+    # A release is named by the bundle of its first environment in promotion order.
+    content_id = json.loads((released / "generated" / "staging" / "bundle.json").read_text())[
+        "release"
+    ]["content_id"]
     assert recorded == [
         {
             "key": "search-ranking",

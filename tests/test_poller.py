@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,7 +21,7 @@ from conftest import CASES, REPO, compiled_bundle
 from expc.sdk.evaluate import Evaluator
 from expc.sdk.poller import BundlePoller, PollerState, printable
 
-GOOD = (REPO / "generated" / "bundle.json").read_bytes()
+GOOD = (REPO / "generated" / "production" / "bundle.json").read_bytes()
 GOOD_ID = json.loads(GOOD)["release"]["content_id"]
 OTHER = json.dumps(compiled_bundle(CASES / "evaluate" / "prerequisites" / "definitions")).encode()
 OTHER_ID = json.loads(OTHER)["release"]["content_id"]
@@ -345,3 +347,150 @@ def test_printable_escapes_control_characters_and_cuts_long_text() -> None:
     assert printable("a\nb\r\x1b[31m\u2028\x00") == "a\\nb\\r\\x1b[31m\\u2028\\x00"
     cut = printable("x" * 1000)
     assert cut.startswith("x" * 300) and cut.endswith("(700 more characters)")
+
+
+# --- the last good bundle, exposures and listeners (issue 12) -------------------------
+
+
+def test_every_new_bundle_is_kept_in_the_cache_file_written_atomically(
+    server: RawServer, tmp_path: Path
+) -> None:
+    cache = tmp_path / "state" / "bundle.json"
+    poller = BundlePoller(server.url, cache_file=cache)
+    assert poller.poll_once() is True
+    assert cache.read_bytes() == GOOD
+    written = cache.stat().st_mtime_ns
+    assert poller.poll_once() is False  # the same bundle: not written again
+    assert cache.stat().st_mtime_ns == written
+    server.answer = ok(OTHER)
+    assert poller.poll_once() is True
+    assert cache.read_bytes() == OTHER
+    server.answer = ok(b"{broken")  # refused: the cache keeps the last good one
+    assert poller.poll_once() is False
+    assert cache.read_bytes() == OTHER
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["bundle.json"]  # no leftovers
+
+
+def test_a_cache_write_cut_short_leaves_the_last_good_bundle_whole(
+    server: RawServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails half-way (here, the disk refusing to sync) replaces nothing:
+    the file still holds the previous bundle, whole, and no partial file is left."""
+    cache = tmp_path / "bundle.json"
+    poller = BundlePoller(server.url, cache_file=cache)
+    assert poller.poll_once() is True
+    server.answer = ok(OTHER)
+
+    def disk_full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert poller.poll_once() is True  # served all the same
+    assert poller.state.content_id == OTHER_ID
+    assert poller.state.cache_error is not None and "No space left" in poller.state.cache_error
+    assert cache.read_bytes() == GOOD
+    assert [p.name for p in tmp_path.iterdir()] == ["bundle.json"]
+    monkeypatch.undo()
+    server.answer = ok(GOOD)
+    assert poller.poll_once() is True
+    assert poller.state.cache_error is None and cache.read_bytes() == GOOD
+
+
+def test_a_poller_that_cannot_reach_its_source_at_boot_starts_from_the_cache_file(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "bundle.json"
+    cache.write_bytes(GOOD)
+    ten_minutes_ago = time.time() - 600
+    os.utime(cache, (ten_minutes_ago, ten_minutes_ago))
+    down = RawServer(_hang_up)
+    try:
+        poller = BundlePoller(down.url, cache_file=cache, interval=0.02, max_interval=0.05)
+        with caplog.at_level(logging.WARNING, logger="expc.poller"):
+            assert poller.poll_once() is True  # served from the file
+        state = poller.state
+        assert (state.content_id, state.source, state.consecutive_failures) == (
+            GOOD_ID,
+            "file",
+            1,
+        )
+        assert state.age is not None and 599 < state.age < 700
+        assert poller.evaluator is not None
+        assert poller.evaluator.evaluate({"user_id": "qa-anna"}, "checkout-one-page").enrolled
+        assert any(
+            "from" in r.getMessage() and "written 600 s ago" in r.getMessage()
+            for r in caplog.records
+        )
+        # Polling goes on, and the source's bundle replaces the file's when it answers.
+        down.answer = ok(OTHER)
+        poller.start()
+        wait_until(lambda: poller.state.content_id == OTHER_ID, "the source's bundle")
+        assert poller.state.source == "url" and poller.state.age is not None
+        assert poller.state.age < 60
+        poller.stop()
+        assert cache.read_bytes() == OTHER
+    finally:
+        down.close()
+
+
+def test_a_damaged_cache_file_is_never_served(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = tmp_path / "bundle.json"
+    cache.write_bytes(GOOD.replace(b'"traffic":20', b'"traffic":90'))  # content id fails
+    with caplog.at_level(logging.WARNING, logger="expc.poller"):
+        poller = BundlePoller("http://127.0.0.1:9/bundle.json", cache_file=cache, timeout=2)
+        assert poller.poll_once() is False
+    assert poller.evaluator is None and poller.state.source is None
+    assert any("content id mismatch" in r.getMessage() for r in caplog.records)
+    missing = BundlePoller("http://127.0.0.1:9/b.json", cache_file=tmp_path / "none.json")
+    assert missing.poll_once() is False and missing.evaluator is None
+
+
+def test_a_cache_file_that_cannot_be_written_is_reported_and_serving_goes_on(
+    server: RawServer, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    poller = BundlePoller(server.url, cache_file=blocker / "bundle.json")
+    assert poller.poll_once() is True
+    state = poller.state
+    assert state.content_id == GOOD_ID and state.consecutive_failures == 0
+    assert state.cache_error is not None and "Error" in state.cache_error
+
+
+def test_listeners_hear_every_poll_and_one_that_raises_stops_nothing(
+    server: RawServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[PollerState] = []
+    poller = BundlePoller(server.url)
+    poller.subscribe(heard.append)
+
+    def broken(state: PollerState) -> None:
+        raise ZeroDivisionError("a listener's bug")
+
+    poller.subscribe(broken)
+    with caplog.at_level(logging.ERROR, logger="expc.poller"):
+        poller.poll_once()
+        server.answer = b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n"
+        poller.poll_once()
+    assert [(s.content_id, s.consecutive_failures) for s in heard] == [(GOOD_ID, 0), (GOOD_ID, 1)]
+    assert "ZeroDivisionError" in caplog.records[0].getMessage()
+
+
+def test_a_poller_gives_its_exposures_to_the_evaluator_it_makes_and_close_delivers_them(
+    server: RawServer,
+) -> None:
+    events: list[dict[str, Any]] = []
+    with BundlePoller(server.url, exposures=events.extend) as poller:
+        poller.poll_once()
+        assert poller.evaluator is not None
+        poller.evaluator.evaluate({"user_id": "qa-anna"}, "checkout-one-page")
+    assert [(e["flag"], e["bucketing_value"]) for e in events] == [("checkout-one-page", "qa-anna")]
+    given = Evaluator(GOOD)
+    also: list[dict[str, Any]] = []
+    with BundlePoller(server.url, given, exposures=also.extend):
+        given.evaluate({"user_id": "qa-anna"}, "checkout-one-page")
+    assert len(also) == 1
+    with pytest.raises(ValueError, match="already records exposures"):
+        BundlePoller(server.url, given, exposures=also.extend)

@@ -21,7 +21,7 @@ from expc.tools.serve import make_server
 def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     root = tmp_path / "generated"
     root.mkdir()
-    shutil.copy(REPO / "generated" / "bundle.json", root / "bundle.json")
+    shutil.copy(REPO / "generated" / "production" / "bundle.json", root / "bundle.json")
     server = make_server(root, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

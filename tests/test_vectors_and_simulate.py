@@ -17,8 +17,10 @@ from expc.sdk.bucketing import POINTS, alloc, hash_value, point
 from expc.sdk.evaluate import Evaluator
 from expc.tools.simulate import simulate
 
-VECTORS = json.loads((REPO / "generated" / "vectors.json").read_text(encoding="utf-8"))
-BUNDLE = json.loads((REPO / "generated" / "bundle.json").read_text(encoding="utf-8"))
+VECTORS = json.loads(
+    (REPO / "generated" / "production" / "vectors.json").read_text(encoding="utf-8")
+)
+BUNDLE = json.loads((REPO / "generated" / "production" / "bundle.json").read_text(encoding="utf-8"))
 
 
 def test_vectors_belong_to_the_committed_bundle() -> None:
@@ -63,7 +65,7 @@ def test_boundary_users_reach_the_bucketing_step() -> None:
 
 
 def test_vectors_pin_down_the_hash_of_ids_with_surrogates() -> None:
-    raw = (REPO / "generated" / "vectors.json").read_bytes()
+    raw = (REPO / "generated" / "production" / "vectors.json").read_bytes()
     raw.decode("utf-8")  # valid UTF-8: surrogates are written as JSON escapes
     assert b"\\ud83d" in raw and b"\\ude00" in raw
     surrogates = [v for v in VECTORS["vectors"] if v["why"].startswith("an id with")]
@@ -90,7 +92,10 @@ def test_vectors_file_writes_surrogates_as_escapes() -> None:
 
 
 def test_simulation_reproduces_the_design_examples(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["simulate", "-n", "20000", str(REPO / "definitions")]) == cli.EXIT_OK
+    assert (
+        cli.main(["simulate", "-n", "20000", "--env", "production", str(REPO / "definitions")])
+        == cli.EXIT_OK
+    )
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "25.00%" in lines["onboarding-pricing-preview"]
     assert "47.50%" in lines["search-typo-tolerance"]
@@ -100,7 +105,7 @@ def test_simulation_reproduces_the_design_examples(capsys: pytest.CaptureFixture
 def test_simulation_catches_wrong_ranges() -> None:
     snapshot = valid_snapshot(REPO / "definitions")
     assert snapshot.catalog is not None
-    tampered = json.loads(json.dumps(bundle_of(snapshot)))
+    tampered = json.loads(json.dumps(bundle_of(snapshot, "production")))
     group = next(flag for flag in tampered["flags"] if flag["key"] == "search-ranking")
     group["variants"][0]["range"][1] += POINTS // 50  # slot 1 two points wider...
     group["variants"][1]["range"][0] += POINTS // 50  # ...at slot 2's expense
@@ -112,7 +117,7 @@ def test_simulation_catches_wrong_ranges() -> None:
 def test_simulation_catches_a_broken_exclusion() -> None:
     snapshot = valid_snapshot(REPO / "definitions")
     assert snapshot.catalog is not None
-    tampered = json.loads(json.dumps(bundle_of(snapshot)))
+    tampered = json.loads(json.dumps(bundle_of(snapshot, "production")))
     for flag in tampered["flags"]:
         if flag["key"] == "onboarding-checklist":
             flag["requires"] = []  # forgets its group and its holdout
@@ -124,7 +129,20 @@ def test_simulation_catches_a_broken_exclusion() -> None:
 
 def test_eval_command_explains(capsys: pytest.CaptureFixture[str]) -> None:
     user = '{"user_id": "qa-anna"}'
-    assert cli.main(["eval", user, "--definitions", str(REPO / "definitions"), "--explain"]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                user,
+                "--env",
+                "production",
+                "--definitions",
+                str(REPO / "definitions"),
+                "--explain",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "checkout-one-page                        one-page                 override" in out
     assert "    hash      murmur3('global-holdout/qa-anna')" not in out  # an override, no draw
@@ -134,7 +152,7 @@ def test_eval_command_explains(capsys: pytest.CaptureFixture[str]) -> None:
                 "eval",
                 '{"user_id": "u-7"}',
                 "--bundle",
-                str(REPO / "generated" / "bundle.json"),
+                str(REPO / "generated" / "production" / "bundle.json"),
                 "--flag",
                 "search-typo-tolerance",
                 "--explain",
@@ -149,7 +167,10 @@ def test_eval_command_explains(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_eval_command_rejects_bad_users(capsys: pytest.CaptureFixture[str]) -> None:
     assert (
-        cli.main(["eval", "[1, 2]", "--definitions", str(REPO / "definitions")]) == cli.EXIT_USAGE
+        cli.main(
+            ["eval", "[1, 2]", "--env", "production", "--definitions", str(REPO / "definitions")]
+        )
+        == cli.EXIT_USAGE
     )
     assert "USER must be a JSON object" in capsys.readouterr().err
     assert cli.main(["eval", "no-such-file.json"]) == cli.EXIT_USAGE
@@ -162,7 +183,18 @@ def test_eval_reads_the_user_from_a_file(
     user.write_text('{"user_id": "qa-anna"}')
     definitions = str(REPO / "definitions")
     assert (
-        cli.main(["eval", str(user), "--definitions", definitions, "--flag", "checkout-one-page"])
+        cli.main(
+            [
+                "eval",
+                str(user),
+                "--env",
+                "production",
+                "--definitions",
+                definitions,
+                "--flag",
+                "checkout-one-page",
+            ]
+        )
         == 0
     )
     assert capsys.readouterr().out.split() == ["checkout-one-page", "one-page", "override"]

@@ -10,6 +10,7 @@ from typing import Any
 
 from expc import __version__
 from expc.outputs.bundle_types import (
+    PRIVATE_SCHEMA_VERSION,
     SCHEMA_VERSION,
     Acknowledged,
     Bundle,
@@ -21,6 +22,7 @@ from expc.outputs.bundle_types import (
     Release,
     Requirement,
 )
+from expc.outputs.private import Hiding, hide
 from expc.pipeline.link import Catalog
 from expc.reading.model import (
     AllOf,
@@ -58,12 +60,14 @@ def bundle_json(bundle: Bundle, flag_texts: Sequence[str] | None = None) -> str:
         flag_texts = [compact_json(flag) for flag in bundle["flags"]]
     flags = ",\n".join("    " + text for text in flag_texts)
     audit = f'  "audit": {compact_json(bundle["audit"])},\n' if bundle.get("audit") else ""
+    private = f'  "private": {compact_json(bundle["private"])},\n' if "private" in bundle else ""
     return (
         "{\n"
         + audit
         + '  "flags": ['
         + (f"\n{flags}\n  " if flags else "")
         + "],\n"
+        + private
         + f'  "release": {compact_json(bundle["release"])},\n'
         + f'  "schema_version": {compact_json(bundle["schema_version"])}\n'
         + "}\n"
@@ -307,9 +311,11 @@ def build_flags(
     default_by: str,
     shared: SharedFlags | None = None,
     varying: frozenset[str] = frozenset(),
+    hiding: Hiding | None = None,
 ) -> list[tuple[Flag, str]]:
     """Every flag in evaluation order, with its compact text. With `shared`, a flag
-    not in `varying` is taken from (or left for) the other environments."""
+    not in `varying` is taken from (or left for) the other environments; with
+    `hiding`, the values of private attributes are digests (`outputs.private`)."""
     builder = _Builder(catalog, default_by)
     order = shared.order(catalog) if shared is not None else catalog.topological_order()
     flags: list[tuple[Flag, str]] = []
@@ -326,6 +332,8 @@ def build_flags(
             flag = builder.holdout(definition)
         else:
             continue
+        if hiding is not None:
+            flag = hide(flag, hiding)
         built = (flag, compact_json(flag))
         if shared is not None and key not in varying:
             shared.flags[key] = built
@@ -340,21 +348,27 @@ def build_bundle(
     environment: str | None = None,
     shared: SharedFlags | None = None,
     varying: frozenset[str] = frozenset(),
+    hiding: Hiding | None = None,
 ) -> tuple[Bundle, str]:
     """The bundle and the exact text of `bundle.json`; `environment` names the declared
-    environment it is for (none without environments)."""
-    built = build_flags(catalog, default_by, shared, varying)
+    environment it is for (none without environments); `hiding` the private attributes
+    (none: the bundle has no `private` and the schema version of 1.0)."""
+    built = build_flags(catalog, default_by, shared, varying, hiding)
     flags = [flag for flag, _text in built]
     flag_texts = [text for _flag, text in built]
+    private = hiding.block() if hiding is not None else None
+    version = SCHEMA_VERSION if private is None else PRIVATE_SCHEMA_VERSION
     release: Release = {
-        "content_id": content_id(SCHEMA_VERSION, flag_texts),
+        "content_id": content_id(version, flag_texts, private),
         "compiler_version": __version__,
     }
     if environment is not None:
         release["environment"] = environment
     if source_commit:
         release["source_commit"] = source_commit
-    bundle: Bundle = {"schema_version": SCHEMA_VERSION, "release": release, "flags": flags}
+    bundle: Bundle = {"schema_version": version, "release": release, "flags": flags}
+    if private is not None:
+        bundle["private"] = private
     audit = acknowledged(catalog)
     if audit:
         bundle["audit"] = audit

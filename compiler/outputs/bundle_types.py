@@ -21,6 +21,9 @@ from typing import Any, Literal, NotRequired
 from typing_extensions import TypedDict
 
 SCHEMA_VERSION = "1.0"
+# A bundle with `private` (docs/bundle.md): SDKs that cannot hash private attributes
+# refuse it instead of reading its digests as missing attributes.
+PRIVATE_SCHEMA_VERSION = "2.0"
 
 
 class AttributeCondition(TypedDict):
@@ -102,9 +105,19 @@ class Acknowledged(TypedDict):
     reason: str
 
 
+class PrivateBlock(TypedDict):
+    """Present only when the project declares private attributes (docs/bundle.md): the
+    evaluator adds `<attribute>#sha256` to the user for each of `attributes`."""
+
+    salt: str
+    attributes: list[str]
+
+
 class Bundle(TypedDict):
     schema_version: str
     release: Release
     flags: list[Flag]
+    # The private attributes and their salt; in the content id when present.
+    private: NotRequired[PrivateBlock]
     # Changes a person accepted knowingly; not part of the content id.
     audit: NotRequired[list[Acknowledged]]

@@ -18,11 +18,13 @@ from expc.outputs import layout, ledger
 from expc.outputs.bundle import SharedFlags, build_bundle, canonical_json, vectors_json
 from expc.outputs.bundle_types import Bundle
 from expc.outputs.owners import codeowners
+from expc.outputs.private import Hiding, PrivateValueError
 from expc.outputs.schema import schemas
 from expc.outputs.targets import builder
 from expc.outputs.vectors import build_vectors
 from expc.pipeline.environments import varying
 from expc.pipeline.snapshot import Snapshot, collection_paused
+from expc.reading.model import Holdout, Mutex
 
 
 def compiled(
@@ -32,6 +34,7 @@ def compiled(
     promotion order (one unnamed environment without declared ones). Flags that are
     the same in several environments are built once."""
     shared = SharedFlags()
+    hiding = Hiding.of(snapshot.project)
     built = []
     with collection_paused():
         for environment in snapshot.environments:
@@ -42,6 +45,7 @@ def compiled(
                 environment.name,
                 shared,
                 varying(environment, snapshot.objects),
+                hiding,
             )
             built.append((environment.name, document, text))
     return built
@@ -57,6 +61,7 @@ def bundle_of(
             snapshot.default_by,
             source_commit,
             environment,
+            hiding=Hiding.of(snapshot.project),
         )[0]
 
 
@@ -85,7 +90,8 @@ def release_files(
                 target = canonical_json(builder(name)(document))
             except ValueError as error:
                 where = f" ({environment})" if environment else ""
-                raise TargetError(f"target {name}{where}: {error}") from error
+                place = _place(snapshot, environment, error)
+                raise TargetError(f"{place}target {name}{where}: {error}") from error
             files[layout.in_environment(environment, layout.TARGETS[name])] = target
         with collection_paused():
             vectors = vectors_json(build_vectors(document))
@@ -98,6 +104,24 @@ def release_files(
     for name, schema in schemas().items():
         files[layout.schema_file(name)] = canonical_json(schema)
     return files
+
+
+def _place(snapshot: Snapshot, environment: str | None, error: ValueError) -> str:
+    """`file:line:col: ` of what a target refused, when it says which flag and part."""
+    if not isinstance(error, PrivateValueError):
+        return ""
+    loaded = snapshot.environment(environment).objects.get(error.flag)
+    if loaded is None:
+        return ""
+    field = error.part
+    if field == "overrides":
+        definition = loaded.definition
+        if isinstance(definition, Mutex):
+            field = "pinned"
+        elif isinstance(definition, Holdout):
+            included = definition.include.users or definition.include.cohorts
+            field = "include" if included else "exclude"
+    return f"{loaded.span(field)}: "
 
 
 def read_history(path: Path, shown: str) -> tuple[ledger.Ledger, list[Diagnostic]]:

@@ -16,8 +16,11 @@ from typing import Any
 
 from expc.outputs.bundle_types import Bundle, Flag
 from expc.outputs.preimage import value_hashing_to
+from expc.outputs.private import private_comparisons
 from expc.sdk.bucketing import POINTS, alloc, hash_value, point
+from expc.sdk.conditions import as_text
 from expc.sdk.evaluate import Evaluator
+from expc.sdk.private import DIGEST_SUFFIX, digest
 
 VECTORS_VERSION = 1
 # Above this many flags, vectors cover one flag of each shape (the constructs it uses),
@@ -49,10 +52,13 @@ def satisfying(condition: Mapping[str, Any] | None, by: str) -> dict[str, Any]:
             attributes.update(satisfying(child, by))
         return attributes
     if "any" in condition:
-        children = condition["any"]
-        return satisfying(children[0], by) if children else attributes
+        # The first child whose values are known (not digests of a private attribute).
+        known = [c for c in condition["any"] if not c.get("attribute", "").endswith(DIGEST_SUFFIX)]
+        return satisfying(known[0], by) if known else attributes
     if "none" in condition or condition.get("attribute") == by:
         return attributes  # missing attributes already fail every child
+    if condition["attribute"].endswith(DIGEST_SUFFIX):
+        return attributes  # digests of a private attribute: its values are not known
     attribute, op, values = condition["attribute"], condition["op"], condition["values"]
     first = values[0] if values else "x"
     simple = {
@@ -208,5 +214,29 @@ def build_vectors(bundle: Bundle) -> dict[str, Any]:
     return {
         "version": VECTORS_VERSION,
         "bundle_content_id": bundle["release"]["content_id"],
-        "vectors": vectors,
+        "vectors": _without_private_values(bundle, vectors),
     }
+
+
+def _without_private_values(bundle: Bundle, vectors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The vectors, less any whose user holds a value of a private attribute that the
+    definitions name (its digest is in the bundle): vectors are published like the
+    bundle, and their made-up ids must not reveal one by chance (docs/vectors.md)."""
+    if "private" not in bundle:
+        return vectors
+    salt, hidden = bundle["private"]["salt"], bundle["private"]["attributes"]
+    named = {
+        value
+        for flag in bundle["flags"]
+        for _part, _attribute, digests in private_comparisons(flag, hidden)
+        for value in digests
+    }
+
+    def reveals(user: Mapping[str, Any]) -> bool:
+        for attribute in hidden:
+            text = as_text(user.get(attribute))
+            if text is not None and digest(salt, attribute, text) in named:
+                return True
+        return False
+
+    return [vector for vector in vectors if not reveals(vector["user"])]

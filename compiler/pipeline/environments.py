@@ -17,6 +17,7 @@ from expc import codes
 from expc.diagnostics import Diagnostic, Severity, make, sorted_diagnostics
 from expc.pipeline.link import Catalog, Relation, build
 from expc.pipeline.lint import lint
+from expc.pipeline.private_checks import private_problems
 from expc.pipeline.validate import check_object
 from expc.reading.load import Loaded, did_you_mean
 from expc.reading.model import Project
@@ -140,6 +141,7 @@ def in_each(
     if not names:
         catalog, problems = build(dict(objects), invalid_keys)
         found = [d for key in objects for d in checked.get(key, [])] + problems
+        found += private_problems(objects, project)
         if lint_after and not _blocks(found):
             found += lint(catalog, project)
         return (Environment(None, objects, catalog),), found
@@ -155,6 +157,7 @@ def in_each(
                 found += checked.get(key, [])
         catalog, problems = build(here, invalid_keys)
         found += problems
+        found += private_problems(here, project)
         if lint_after and not _blocks(found):
             found += lint(catalog, project)
         environments.append(Environment(name, here, catalog))

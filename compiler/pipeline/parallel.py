@@ -8,7 +8,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -56,6 +59,16 @@ def _end_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="expc-parent-watch", daemon=True).start()
 
 
+def helper_pool(helpers: int) -> ProcessPoolExecutor:
+    """A pool of `helpers` processes that end when this one does."""
+    # Imported here: multiprocessing costs a tenth of `expc validate`'s start-up.
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(
+        max_workers=helpers, initializer=_end_with_parent, initargs=(os.getpid(),)
+    )
+
+
 def _run_part(function: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
     return [function(job) for job in jobs]
 
@@ -70,17 +83,12 @@ def map_files(function: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Re
     workers = min(worker_count(), max(1, len(jobs) // (PARALLEL_THRESHOLD // 2)))
     if workers == 1 or len(jobs) < PARALLEL_THRESHOLD:
         return _run_part(function, jobs)
-    # Imported here: multiprocessing costs a tenth of `expc validate`'s start-up.
-    from concurrent.futures import ProcessPoolExecutor
-
     # A helper's part costs more than its parsing: its results are pickled, sent and
     # unpickled here. So this process takes a larger share, and all finish together.
     own = int(len(jobs) * OWN_SHARE_BOOST / workers)
     size = -(-(len(jobs) - own) // (workers - 1))
     parts = [jobs[:own], *(jobs[start : start + size] for start in range(own, len(jobs), size))]
-    with ProcessPoolExecutor(
-        max_workers=len(parts) - 1, initializer=_end_with_parent, initargs=(os.getpid(),)
-    ) as pool:
+    with helper_pool(len(parts) - 1) as pool:
         pending = [pool.submit(_run_part, function, part) for part in parts[1:]]
         results = _run_part(function, parts[0])
         for future in pending:

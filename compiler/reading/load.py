@@ -15,7 +15,14 @@ from pydantic_core import ErrorDetails
 from expc import codes
 from expc.diagnostics import Code, Diagnostic, Span, make
 from expc.reading.listing import MAX_FILE_BYTES, read_raw, too_large
-from expc.reading.model import KINDS, RUNTIME_FIELDS, AnyDefinition, Project, at_environment
+from expc.reading.model import (
+    KINDS,
+    PRIVATE_ATTRIBUTE_PATTERN,
+    RUNTIME_FIELDS,
+    AnyDefinition,
+    Project,
+    at_environment,
+)
 from expc.reading.source import SourceFile
 from expc.reading.yaml_values import SourceError
 
@@ -184,6 +191,11 @@ def _plain_message(error: ErrorDetails) -> str:
     kind = error["type"]
     context = error.get("ctx") or {}
     if kind == "string_pattern_mismatch":
+        if context.get("pattern") == PRIVATE_ATTRIBUTE_PATTERN:
+            return (
+                "must be an attribute name: 1 to 64 letters, digits, '_', '.', ':' or '-', "
+                "starting with a letter or '_' (no '#': digests are compared as '<name>#sha256')"
+            )
         if "a-z0-9_-" in str(context.get("pattern", "")):
             return (
                 "must be a key: 1 to 64 of lowercase letters, digits, '-' and '_', "

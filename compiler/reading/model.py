@@ -56,6 +56,10 @@ Percent = Annotated[
 ]
 UserId = Annotated[str, BeforeValidator(_user_id), Field(min_length=1, max_length=1024)]
 SlotNumber = Annotated[int, BeforeValidator(_slot_number), Field(ge=1, le=20)]
+# A private attribute's digests are compared under `<name>#sha256` (docs/bundle.md), so
+# its name holds no `#`; letters, digits and `_ . : -`, like the attributes apps send.
+PRIVATE_ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$"
+PrivateAttributeName = Annotated[str, Field(pattern=PRIVATE_ATTRIBUTE_PATTERN)]
 
 
 def _none_listed() -> Any:
@@ -354,6 +358,14 @@ class Project(Definition):
     targets: list[Annotated[str, Field(min_length=1)]] = _none_listed()
     # The environments, in promotion order (DESIGN §10); none: one unnamed environment.
     environments: list[EnvironmentName] = _none_listed()
+    # The folder of the specs `expc test` runs (DESIGN §11), relative to the folder that
+    # holds the definitions folder; none: `specs` there.
+    specs: Annotated[str, Field(min_length=1)] | None = None
+    # Attributes whose values are never written to a bundle or target (DESIGN §12): the
+    # compiler writes salted SHA-256 digests of them instead (docs/bundle.md).
+    private_attributes: list[PrivateAttributeName] = _none_listed()
+    # The salt of those digests; none: the project's name, else its key.
+    private_salt: Annotated[str, Field(min_length=1, max_length=256)] | None = None
 
 
 AnyDefinition = Experiment | Mutex | Holdout | Cohort | Project

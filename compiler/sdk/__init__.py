@@ -1,6 +1,9 @@
 """The runtime SDK: what an application imports to evaluate bundles.
 
-    from expc.sdk import Evaluator, BundlePoller
+    from expc.sdk import Evaluator, BundlePoller, Exposures, JsonLinesSink
+
+The OpenFeature provider is `expc.sdk.openfeature.ExpcProvider` (it needs
+openfeature-sdk), the numpy batch path `expc.sdk.batch.assign` (it needs numpy).
 
 Everything below `expc.sdk` imports only the standard library and mmh3 (numpy for the
 optional batch path), never the compiler: a test enforces it. The names above are
@@ -14,9 +17,20 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from expc.sdk.evaluate import BundleError, Evaluator, Result
+    from expc.sdk.exposures import ExposureCounters, Exposures
     from expc.sdk.poller import BundlePoller, PollerState
+    from expc.sdk.sinks import JsonLinesSink
 
-__all__ = ["BundleError", "BundlePoller", "Evaluator", "PollerState", "Result"]
+__all__ = [
+    "BundleError",
+    "BundlePoller",
+    "Evaluator",
+    "ExposureCounters",
+    "Exposures",
+    "JsonLinesSink",
+    "PollerState",
+    "Result",
+]
 
 _HOMES = {
     "BundleError": "expc.sdk.evaluate",
@@ -24,6 +38,9 @@ _HOMES = {
     "Result": "expc.sdk.evaluate",
     "BundlePoller": "expc.sdk.poller",
     "PollerState": "expc.sdk.poller",
+    "Exposures": "expc.sdk.exposures",
+    "ExposureCounters": "expc.sdk.exposures",
+    "JsonLinesSink": "expc.sdk.sinks",
 }
 
 

@@ -15,7 +15,10 @@ from typing import Any
 
 from expc.sdk.bucketing import POINTS
 
-SUPPORTED_MAJOR = 1
+# The highest major schema version this evaluator reads; it reads every one from 1 up.
+# 2.0 is 1.0 plus `private` (docs/bundle.md): an SDK that cannot hash private attributes
+# must refuse such a bundle, not evaluate its digests as missing attributes.
+SUPPORTED_MAJOR = 2
 # Conditions nest at most this deep (docs/bundle.md): evaluating them recurses.
 MAX_DEPTH = 100
 TEXT_OPERATORS = frozenset(
@@ -173,17 +176,21 @@ def compact_json(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
-def content_id(schema_version: str, flag_texts: Sequence[str]) -> str:
+def content_id(schema_version: str, flag_texts: Sequence[str], private: Any = None) -> str:
     """The content id (docs/bundle.md): sha256 of the compact canonical JSON of
-    `{"flags": [...], "schema_version": ...}`, from each flag's compact JSON text. The
-    compiler passes the texts it writes into the bundle, so nothing is encoded twice."""
-    body = f'{{"flags":[{",".join(flag_texts)}],"schema_version":{compact_json(schema_version)}}}'
+    `{"flags": [...], "private": ..., "schema_version": ...}` (`private` only when the
+    bundle has it), from each flag's compact JSON text. The compiler passes the texts it
+    writes into the bundle, so nothing is encoded twice."""
+    hidden = "" if private is None else f',"private":{compact_json(private)}'
+    version = compact_json(schema_version)
+    body = f'{{"flags":[{",".join(flag_texts)}]{hidden},"schema_version":{version}}}'
     return "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def content_id_of(bundle: Mapping[str, Any]) -> str:
     """Recompute a bundle's content id (see docs/bundle.md)."""
-    return content_id(bundle["schema_version"], [compact_json(f) for f in bundle["flags"]])
+    flag_texts = [compact_json(f) for f in bundle["flags"]]
+    return content_id(bundle["schema_version"], flag_texts, bundle.get("private"))
 
 
 # --- reading and verifying -----------------------------------------------------------
@@ -216,11 +223,12 @@ def parse_bundle(source: BundleSource) -> dict[str, Any]:
     if type(document) is not dict:
         raise BundleError("a bundle is a JSON object")
     version = document.get("schema_version")
-    if type(version) is not str or version.split(".", 1)[0] != str(SUPPORTED_MAJOR):
+    majors = [str(major) for major in range(1, SUPPORTED_MAJOR + 1)]
+    if type(version) is not str or version.split(".", 1)[0] not in majors:
         named = "(none)" if version is None else shown(version)
         raise BundleError(
             f"bundle schema version {named} is not supported; this evaluator "
-            f"reads {SUPPORTED_MAJOR}.x: upgrade expc"
+            f"reads {' and '.join(m + '.x' for m in majors)}: upgrade expc"
         )
     release = document.get("release")
     expected = release.get("content_id") if type(release) is dict else None

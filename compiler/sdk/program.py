@@ -27,6 +27,7 @@ from expc.sdk.bundle import (
     texts,
 )
 from expc.sdk.conditions import Predicate, attributes_of, compile_condition, well_formed
+from expc.sdk.private import Private, private_of
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -48,6 +49,7 @@ NO_BUCKETING_VALUE = Result(None, None, "no-bucketing-value")
 TARGETING = Result(None, None, "targeting")
 TRAFFIC = Result(None, None, "traffic")
 UNALLOCATED = Result(None, None, "unallocated")
+HASHES = 1 << 32  # murmur3 gives 0 .. 2**32 - 1
 
 
 def safely(predicate: Predicate, user: Mapping[str, Any]) -> bool:
@@ -167,6 +169,32 @@ class PreparedFlag:
         for result in [*self.outcomes, *([self.rollout] if self.rollout else [])]:
             self.giving[str(result.variant)].append(result)
 
+    def segments(self) -> list[tuple[int, int, Result]]:
+        """The hash values 0 .. 2**32 - 1 cut into runs `[low, high)` of one result each.
+
+        `point = h // 100` lies in [start, end) exactly when `100 * start <= h < 100 * end`,
+        so the ranges become bounds on the hash itself and no division is needed. Empty
+        ranges hold no point; the gaps between ranges are `unallocated`."""
+        segments: list[tuple[int, int, Result]] = []
+
+        def cover(low: int, high: int, result: Result) -> None:
+            low, high = min(low, HASHES), min(high, HASHES)
+            if low >= high:
+                return
+            if segments and segments[-1][2] is result and segments[-1][1] == low:
+                segments[-1] = (segments[-1][0], high, result)
+            else:
+                segments.append((low, high, result))
+
+        reached = 0
+        for start, end, outcome in zip(self.starts, self.ends, self.outcomes, strict=True):
+            if start < end:
+                cover(reached, 100 * start, UNALLOCATED)
+                cover(100 * start, 100 * end, outcome)
+                reached = 100 * end
+        cover(reached, HASHES, UNALLOCATED)
+        return segments
+
     def prepare_plan(self) -> None:
         """The fields the reference loop reads, as one tuple: unpacked into fast locals."""
         self.plan = (
@@ -189,7 +217,7 @@ class PreparedFlag:
 class Program:
     """Every flag of one verified bundle, prepared, with the release it came from."""
 
-    __slots__ = ("by_key", "content_id", "environment", "flags", "needed")
+    __slots__ = ("by_key", "content_id", "environment", "flags", "needed", "private")
 
     def __init__(self, bundle: Any) -> None:
         release = field(bundle, "release", "the bundle")
@@ -220,6 +248,12 @@ class Program:
             prepared.prepare_plan()
         # flag key -> the flags one evaluation of it needs, in bundle order
         self.needed: dict[str, list[PreparedFlag]] = {}
+        # The private attributes whose digests the user needs (docs/bundle.md), or None.
+        compared = frozenset().union(
+            *(flag.targeting_reads for flag in self.flags),
+            *(reads for flag in self.flags for reads in flag.cohort_reads),
+        )
+        self.private: Private | None = private_of(bundle, compared)
 
     def flag(self, key: str) -> PreparedFlag:
         return self.flags[self.by_key[key]]

@@ -165,8 +165,7 @@ def explain_flag(
             Step(
                 flag.key,
                 "traffic",
-                f"alloc {h % 100} {'<' if h % 100 < flag.traffic else '>='} "
-                f"traffic {flag.traffic}",
+                f"alloc {h % 100} {'<' if h % 100 < flag.traffic else '>='} traffic {flag.traffic}",
             )
         )
         ranges = ", ".join(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -123,11 +122,18 @@ class BundleWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def load_now(self) -> None:
+        """Load the file as it is, for start-up, where a bad bundle stops the command:
+        raises OSError or BundleError instead of logging."""
+        status = self.path.stat()
+        self.current = load(self.path.read_bytes(), self.environment)
+        self._seen = (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
     def refresh(self) -> bool:
         """Look at the file once; load it if it changed. True when the served bundle
         was replaced. Never raises: every problem is one log line."""
         try:
-            status = os.stat(self.path)
+            status = self.path.stat()
         except OSError as problem:
             if not self._missing_noted:
                 self._missing_noted = True

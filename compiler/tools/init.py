@@ -1,5 +1,6 @@
-"""`expc init DIR`: scaffold a configuration repository, compiled at once, with the
-pull-request workflow and the pre-commit hooks wired up.
+"""`expc init DIR`: scaffold a configuration repository, compiled at once, with
+starter specs that pass, and the pull-request workflow and the pre-commit hooks wired
+up.
 
 Templates live in `compiler/templates/init/` (package data); `dot-` at the start of a
 name stands for `.`. The scaffold is compiled in memory before anything is written,
@@ -72,7 +73,7 @@ def parse_action(text: str) -> Source:
 
 @dataclass(frozen=True)
 class Written:
-    scaffold: list[Path]  # definitions, workflow, pre-commit config, README
+    scaffold: list[Path]  # definitions, specs, workflow, pre-commit config, README
     generated: list[Path]  # what `expc compile` writes
     flags: int
     out: Path  # the folder they are in

@@ -2,17 +2,20 @@
 body means and what to answer. No HTTP here: `tools/asgi` routes, authenticates, reads
 bodies and writes answers; this module turns a body into a status and a JSON document.
 
-The mapping, in one place (docs/ofrep.md says why):
+The mapping, in one place (docs/ofrep.md says why), as `expc.sdk.openfeature` maps:
 
+- the targeting key is the value of one bucketing attribute (`user_id` unless
+  `expc serve --bucketing-attribute` says otherwise), over the context's own;
 - the value of an enrolled user is the variant key (a string); a variant's payload
-  travels in the flag metadata as JSON text (`payload`), since OFREP metadata holds only
-  strings, numbers and booleans;
+  travels in the flag metadata as JSON text (`expc.payload`), since OFREP metadata
+  holds only strings, numbers and booleans;
 - a user who is not enrolled gets no value: OFREP's "use the code default" answer, with
   `variant` null and reason DISABLED (the experiment does not serve) or DEFAULT;
-- expc's own reason is always in the metadata (`expcReason`), with the bundle's
-  `contentId`;
-- a flag that needs a bucketing value the context does not give is an error,
-  TARGETING_KEY_MISSING: expc's `no-bucketing-value`.
+- expc's own reason is always in the metadata (`expc.reason`), with the bundle's
+  `expc.content_id` (and `expc.environment`);
+- a flag that needs a bucketing value the context lacks is an error (expc's
+  `no-bucketing-value`): TARGETING_KEY_MISSING when the targeting key is what is
+  missing, INVALID_CONTEXT when it is another attribute.
 """
 
 from __future__ import annotations
@@ -128,36 +131,49 @@ def read_context(body: bytes) -> dict[str, Any]:
     return context
 
 
-def user_of(context: dict[str, Any], loaded: Loaded) -> dict[str, Any]:
+def user_of(context: dict[str, Any], attribute: str) -> dict[str, Any]:
     """The user expc evaluates: the context's attributes, with the targeting key as the
-    value of every bucketing attribute the context does not set itself (an attribute
-    given explicitly wins, so the user is the one `expc eval` would see)."""
+    value of `attribute` (as the OpenFeature provider of `expc.sdk` does)."""
     targeting_key = context.get("targetingKey")
     if not targeting_key:
         return context
     user = dict(context)
-    for attribute in loaded.attributes:
-        if user.get(attribute) is None:
-            user[attribute] = targeting_key
+    user[attribute] = targeting_key
     return user
 
 
-def flag_document(key: str, result: Result, loaded: Loaded) -> tuple[bool, dict[str, Any]]:
+def _lacks(value: Any) -> bool:
+    return value is None or value == "" or type(value) in (list, dict)
+
+
+def missing_value(key: str, user: dict[str, Any], attribute: str, loaded: Loaded) -> dict[str, str]:
+    """Why `key` found no bucketing value, as an OFREP failure (the error path only)."""
+    own = loaded.bucketing.get(key, attribute)
+    if _lacks(user.get(own)):
+        lacking, whose = [own], f"flag {key!r} assigns users by {own!r}"
+    else:  # a holdout or group the flag depends on needs another attribute
+        lacking = [name for name in loaded.attributes if _lacks(user.get(name))]
+        whose = f"flag {key!r} depends on a holdout or group that assigns users by {lacking}"
+    if attribute in lacking or not lacking:
+        code, details = TARGETING_KEY_MISSING, f"{whose}: send a targetingKey"
+    else:
+        code, details = INVALID_CONTEXT, f"{whose}, which the context lacks"
+    return {"key": key, "errorCode": code, "errorDetails": details}
+
+
+def flag_document(
+    key: str, result: Result, loaded: Loaded, user: dict[str, Any], attribute: str
+) -> tuple[bool, dict[str, Any]]:
     """One flag's result as OFREP writes it; False with a failure document when the flag
     needed a bucketing value the context lacks."""
     variant = result.variant
     reason = result.reason
-    metadata: dict[str, str] = {"expcReason": reason, "contentId": loaded.content_id}
+    metadata: dict[str, str] = {"expc.reason": reason, "expc.content_id": loaded.content_id}
     if loaded.environment is not None:
-        metadata["environment"] = loaded.environment
+        metadata["expc.environment"] = loaded.environment
     if variant is None:
         if reason == NO_BUCKETING_VALUE:
-            attribute = loaded.bucketing.get(key, "the bucketing attribute")
-            details = (
-                f"flag {key!r} assigns users by {attribute!r}: send a targetingKey "
-                f"(or {attribute!r}) in the context"
-            )
-            return False, {"key": key, "errorCode": TARGETING_KEY_MISSING, "errorDetails": details}
+            return False, missing_value(key, user, attribute, loaded)
         return True, {
             "key": key,
             "reason": DISABLED if reason == NOT_RUNNING else DEFAULT,
@@ -166,7 +182,7 @@ def flag_document(key: str, result: Result, loaded: Loaded) -> tuple[bool, dict[
         }
     payload = result.payload
     if payload is not None:
-        metadata["payload"] = _PAYLOAD.encode(payload)
+        metadata["expc.payload"] = _PAYLOAD.encode(payload)
     return True, {
         "key": key,
         "value": variant,
@@ -176,31 +192,34 @@ def flag_document(key: str, result: Result, loaded: Loaded) -> tuple[bool, dict[
     }
 
 
-def evaluate_one(loaded: Loaded, key: str, body: bytes) -> Answer:
-    """POST /ofrep/v1/evaluate/flags/{key}."""
+def evaluate_one(loaded: Loaded, key: str, body: bytes, attribute: str) -> Answer:
+    """POST /ofrep/v1/evaluate/flags/{key}; the targeting key stands for `attribute`."""
     if key not in loaded.keys:
         return error(404, FLAG_NOT_FOUND, f"no flag {key!r} in bundle {loaded.content_id}", key)
     try:
         context = read_context(body)
     except BadRequestError as bad:
         return error(400, bad.code, str(bad), key)
-    result = loaded.evaluator.evaluate(user_of(context, loaded), key)
-    ok, document = flag_document(key, result, loaded)
+    user = user_of(context, attribute)
+    ok, document = flag_document(key, loaded.evaluator.evaluate(user, key), loaded, user, attribute)
     return Answer(200 if ok else 400, encode(document))
 
 
-def evaluate_all(loaded: Loaded, body: bytes, if_none_match: str | None) -> Answer:
+def evaluate_all(loaded: Loaded, body: bytes, if_none_match: str | None, attribute: str) -> Answer:
     """POST /ofrep/v1/evaluate/flags: every flag, with an ETag of the answer, so that a
     client polling with If-None-Match gets 304 until the bundle or its context changes."""
     try:
         context = read_context(body)
     except BadRequestError as bad:
         return error(400, bad.code, str(bad))
-    results: Mapping[str, Result] = loaded.evaluator.evaluate(user_of(context, loaded))
-    flags = [flag_document(key, result, loaded)[1] for key, result in results.items()]
-    metadata = {"contentId": loaded.content_id}
+    user = user_of(context, attribute)
+    results: Mapping[str, Result] = loaded.evaluator.evaluate(user)
+    flags = [
+        flag_document(key, result, loaded, user, attribute)[1] for key, result in results.items()
+    ]
+    metadata = {"expc.content_id": loaded.content_id}
     if loaded.environment is not None:
-        metadata["environment"] = loaded.environment
+        metadata["expc.environment"] = loaded.environment
     body_out = encode({"flags": flags, "metadata": metadata})
     etag = '"' + hashlib.sha256(body_out).hexdigest()[:32] + '"'
     if matches(if_none_match, etag):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from expc.outputs.bundle_types import Bundle, Flag
+from expc.outputs.private import PrivateValueError, private_comparisons
 from expc.sdk.conditions import as_number, as_version
 
 OFF = "off"
@@ -352,7 +353,24 @@ def export_flag(flag: Flag) -> dict[str, Any]:
 
 def export(bundle: Bundle) -> dict[str, Any]:
     """`amplitude/flags.json`: the flag configs in evaluation order."""
+    if "private" in bundle:
+        _refuse_private(bundle["flags"], bundle["private"]["attributes"])
     return {"flags": flags_for(bundle["flags"])}
+
+
+def _refuse_private(flags: Sequence[Flag], attributes: Sequence[str]) -> None:
+    """Amplitude compares raw values: a flag that compares a private attribute's
+    digests (DESIGN §12) cannot be exported, and writing its values would publish them."""
+    for flag in flags:
+        for part, attribute, _digests in private_comparisons(flag, attributes):
+            raise PrivateValueError(
+                f"{flag['key']}: its {part} compare private attribute '{attribute}', which "
+                "the bundle holds only as digests; Amplitude compares raw values, so it "
+                f"cannot evaluate them: decide on another attribute there, drop the "
+                f"amplitude target, or remove '{attribute}' from private_attributes",
+                flag["key"],
+                part,
+            )
 
 
 def flags_for(flags: Sequence[Flag]) -> list[dict[str, Any]]:

@@ -1,0 +1,93 @@
+"""Exposure sinks that ship with expc: a JSON-lines file that rotates.
+
+    exposures = Exposures(JsonLinesSink("/var/log/app/exposures.jsonl"))
+
+A sink is any callable that takes a list of events (plain JSON data,
+docs/exposures.md); `Exposures` calls it from one thread at a time and calls its
+`close()`, when it has one, on shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from expc.sdk.exposure_events import json_line
+
+
+class JsonLinesSink:
+    """Appends each event as one line of compact JSON (keys sorted, UTF-8) to `path`.
+
+    Before a batch would take the file past `max_bytes`, the file is rotated as
+    logging's rotating handler does: `path` becomes `path.1`, `path.1` becomes
+    `path.2`, ... up to `backups` old files (0 keeps none). A batch is never split
+    between files, and every batch is flushed to the operating system before the call
+    returns (`fsync=True` also forces it to disk). The file is opened on first use and
+    created with its folder when missing.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        backups: int = 5,
+        fsync: bool = False,
+    ) -> None:
+        if max_bytes < 1 or backups < 0:
+            raise ValueError("max_bytes must be positive and backups at least 0")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.fsync = fsync
+        self._file: IO[bytes] | None = None
+        self._size = 0
+        self._lock = threading.Lock()  # a sink may also be called by flush() and close()
+
+    def __call__(self, events: list[Any]) -> None:
+        self.write_lines([json_line(event) for event in events])
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Append lines of JSON, each ending in a newline, as one batch."""
+        data = "".join(lines).encode("utf-8")
+        with self._lock:
+            if self._file is None:
+                self._open()
+            if self._size and self._size + len(data) > self.max_bytes:
+                self._rotate()
+            assert self._file is not None
+            self._file.write(data)
+            self._file.flush()
+            if self.fsync:
+                os.fsync(self._file.fileno())
+            self._size += len(data)
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("ab")
+        self._size = self._file.tell()
+
+    def _rotate(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if self.backups:
+            for number in range(self.backups - 1, 0, -1):
+                older = self._backup(number)
+                if older.exists():
+                    older.replace(self._backup(number + 1))
+            self.path.replace(self._backup(1))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._open()
+
+    def _backup(self, number: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{number}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
