@@ -357,3 +357,30 @@ def test_a_killed_compile_leaves_no_worker_behind(tmp_path: Path, signal_number:
         w for w in alive if Path(f"/proc/{w}/stat").read_text().split(")")[1].split()[0] == "Z"
     ]
     assert alive == zombies
+
+
+def test_a_link_that_cannot_be_followed_is_refused_where_it_stands(
+    project: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A link into what the process may not look at (as /proc/1/cwd is for many users)
+    is a located error in definitions and in specs, never an internal error."""
+    (project / "specs").mkdir(exist_ok=True)
+    for folder in ("definitions", "specs"):
+        (project / folder / "locked.yaml").symlink_to("/nowhere/locked")
+    real_stat = Path.stat
+
+    def stat(self: Path, *, follow_symlinks: bool = True) -> os.stat_result:
+        if self.name == "locked.yaml" and follow_symlinks:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    monkeypatch.chdir(project)
+    assert cli.main(["validate"]) == cli.EXIT_FINDINGS
+    assert "definitions/locked.yaml:1:1: error[E012 outside-definitions]" in capsys.readouterr().err
+    (project / "definitions" / "locked.yaml").unlink()
+    assert cli.main(["test"]) == cli.EXIT_USAGE
+    printed = capsys.readouterr()
+    assert "specs/locked.yaml:1:1: error[T014 spec-outside-folder]" in printed.out + printed.err

@@ -265,6 +265,95 @@ def _wait(condition: Callable[[], bool]) -> None:
         time.sleep(0.005)
 
 
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("flush_interval", float("inf")),  # once killed the delivery thread at its first wait
+        ("flush_interval", threading.TIMEOUT_MAX * 2),
+        ("flush_interval", float("nan")),
+        ("flush_interval", 0),
+        ("ttl", float("nan")),
+        ("ttl", float("inf")),
+        ("ttl", -1),
+        ("ttl", 10**400),
+        ("window", -1),
+        ("window", 2.5),
+        ("capacity", 0),
+        ("batch_size", True),
+        ("batch_size", "10"),
+    ],
+)
+def test_settings_that_would_stop_delivery_are_refused_when_made(setting: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=rf"^Exposures: {setting} must be .*; got "):
+        Exposures(Collect(), **{setting: value})
+
+
+def test_the_longest_interval_threading_can_wait_still_delivers_full_batches() -> None:
+    sink = Collect()
+    exposures = Exposures(sink, batch_size=1, flush_interval=threading.TIMEOUT_MAX)
+    evaluator = Evaluator(BUNDLE, exposures=exposures)
+    evaluator.evaluate({"user_id": "u-1"}, "pricing-usd-rounding")
+    _wait(lambda: exposures.counters.delivered == 1)
+    assert sink.threads == {"expc-exposures"}
+    with pytest.raises(ValueError, match=r"^Exposures: timeout must be"):
+        exposures.close(timeout=float("inf"))  # refused before anything changes
+    evaluator.evaluate({"user_id": "u-2"}, "pricing-usd-rounding")
+    evaluator.close()
+    assert [e["bucketing_value"] for e in sink.events] == ["u-1", "u-2"]
+
+
+def test_a_sink_that_exits_costs_one_batch_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = Collect()
+
+    def exits_once(events: list[dict[str, Any]]) -> None:
+        if not sink.batches and events[0]["bucketing_value"] == "first":
+            sys.exit(3)  # on the delivery thread, this would end it quietly
+        sink(events)
+
+    exposures = Exposures(exits_once, batch_size=1, flush_interval=0.01)
+    evaluator = Evaluator(BUNDLE, exposures=exposures)
+    with caplog.at_level(logging.WARNING, logger="expc.exposures"):
+        evaluator.evaluate({"user_id": "first"}, "pricing-usd-rounding")
+        _wait(lambda: exposures.counters.failed == 1)
+        evaluator.evaluate({"user_id": "second"}, "pricing-usd-rounding")
+        _wait(lambda: exposures.counters.delivered == 1)
+    assert sink.threads == {"expc-exposures"}
+    assert "SystemExit: 3" in caplog.records[0].getMessage()
+    evaluator.close()
+    assert [e["bucketing_value"] for e in sink.events] == ["second"]
+
+
+def test_an_unexpected_error_on_the_delivery_thread_is_logged_once_and_delivery_goes_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from expc.sdk import exposures as module
+
+    def build(value: str, template: Any, milliseconds: int) -> dict[str, Any]:
+        if value.startswith("bad"):
+            raise RuntimeError(f"cannot build the event of {value}")
+        return event_of(value, template, milliseconds)
+
+    monkeypatch.setattr(module, "event_of", build)  # a defect in building events
+    sink = Collect()
+    exposures = Exposures(sink, batch_size=1, flush_interval=0.01)
+    evaluator = Evaluator(BUNDLE, exposures=exposures)
+    with caplog.at_level(logging.DEBUG, logger="expc.exposures"):
+        evaluator.evaluate({"user_id": "bad-1"}, "pricing-usd-rounding")
+        _wait(lambda: "event of bad-1" in caplog.text)
+        evaluator.evaluate({"user_id": "bad-2"}, "pricing-usd-rounding")  # fails again
+        _wait(lambda: "event of bad-2" in caplog.text)
+        evaluator.evaluate({"user_id": "good"}, "pricing-usd-rounding")
+        _wait(lambda: exposures.counters.delivered == 1)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [
+        "expc exposures: unexpected RuntimeError: cannot build the event of bad-1; delivery goes on"
+    ]
+    assert sink.threads == {"expc-exposures"}
+    evaluator.close()
+
+
 def test_close_delivers_everything_and_later_exposures_are_counted_as_dropped() -> None:
     sink = Collect()
     exposures = Exposures(sink, flush_interval=3600, batch_size=10_000)
@@ -358,6 +447,55 @@ def test_a_json_lines_sink_without_backups_starts_over(tmp_path: Path) -> None:
     sink.close()
     assert [p.name for p in tmp_path.iterdir()] == ["exposures.jsonl"]
     assert path.stat().st_size <= 500
+
+
+def test_a_batch_the_json_lines_sink_fails_to_write_is_wholly_absent_and_counted_failed(
+    tmp_path: Path,
+) -> None:
+    """A file size limit (as a full disk would) cuts a batch short; afterwards the file
+    must hold exactly the batches counted as delivered, each whole, once room is back."""
+    log_file = tmp_path / "exposures.jsonl"
+    script = f"""
+import json, resource, signal
+from expc.sdk.evaluate import Evaluator
+from expc.sdk.exposures import Exposures
+from expc.sdk.sinks import JsonLinesSink
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+exposures = Exposures(JsonLinesSink({str(log_file)!r}), flush_interval=3600, batch_size=10_000)
+evaluator = Evaluator.load({str(REPO / "generated" / "production" / "bundle.json")!r},
+    exposures=exposures)
+delivered = []
+def batch(users):
+    before = exposures.counters.delivered
+    for user in users:
+        evaluator.evaluate({{"user_id": user}}, "pricing-usd-rounding")
+    exposures.flush()
+    if exposures.counters.delivered > before:
+        delivered.append(users)
+_, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (1500, hard))
+for b in range(6):
+    batch([f"u-{{b}}-{{i}}" for i in range(3)])
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))  # room again
+for b in range(6, 8):
+    batch([f"u-{{b}}-{{i}}" for i in range(3)])
+evaluator.close()
+counters = exposures.counters
+print(json.dumps({{"delivered": delivered, "counted": [counters.delivered, counters.failed]}}))
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, timeout=120, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    delivered, failed = report["counted"]
+    assert failed > 0 and "events lost" in run.stderr  # some batches did fail
+    assert report["delivered"][-2:] == [[f"u-{b}-{i}" for i in range(3)] for b in (6, 7)]
+    text = log_file.read_text(encoding="utf-8")
+    assert text.endswith("\n")
+    lines = [json.loads(line) for line in text.splitlines()]  # no partial line
+    assert [e["bucketing_value"] for e in lines] == [u for b in report["delivered"] for u in b]
+    assert len(lines) == delivered
 
 
 @settings(max_examples=200, deadline=None)

@@ -508,11 +508,18 @@ def test_a_bad_bundle_at_start_is_a_usage_error(tmp_path: Path, bundles: Bundles
         open_serving(tmp_path, "127.0.0.1", 0)
 
 
+def for_environment(bundle: bytes, environment: str) -> bytes:
+    """`bundle` as compiled for `environment` (the name is outside the content id)."""
+    document = json.loads(bundle)
+    document["release"]["environment"] = environment
+    return json.dumps(document).encode()
+
+
 @pytest.fixture
 def environments(tmp_path: Path, bundles: Bundles) -> Path:
     for name, bundle in (("staging", bundles.second), ("production", bundles.first)):
         (tmp_path / name).mkdir()
-        (tmp_path / name / "bundle.json").write_bytes(bundle)
+        (tmp_path / name / "bundle.json").write_bytes(for_environment(bundle, name))
     (tmp_path / "schema").mkdir()  # a folder without a bundle is no environment
     return tmp_path
 
@@ -530,7 +537,27 @@ def test_with_environments_env_chooses_the_bundle(environments: Path, bundles: B
         }
         # The files of every environment are served.
         production = post(port, "/production/bundle.json", None, method="GET")
-        assert production.body == bundles.first
+        assert production.body == for_environment(bundles.first, "production")
+
+
+def test_a_bundle_of_another_environment_is_never_served_as_this_one(
+    environments: Path, bundles: Bundles, caplog: pytest.LogCaptureFixture
+) -> None:
+    staging = (environments / "staging" / "bundle.json").read_bytes()
+    production = environments / "production" / "bundle.json"
+    good = production.read_bytes()
+    production.write_bytes(staging)  # copied by hand into the wrong folder
+    with pytest.raises(UsageError, match=r"for the environment 'staging', not .*'production'"):
+        open_serving(environments, "127.0.0.1", 0, environment="production")
+    production.write_bytes(good)
+    with serving_here(environments, environment="production") as (_serving, port):
+        replace_atomically(production, staging)
+        time.sleep(0.6)  # the watcher looks several times meanwhile
+        answer = post(port, SINGLE + "banner", context("qa-anna")).json()
+        assert answer["metadata"]["expc.content_id"] == content_id(bundles.first)
+        assert answer["metadata"]["expc.environment"] == "production"
+    refused = [r.getMessage() for r in caplog.records if "not loaded" in r.getMessage()]
+    assert refused and all("'staging', not the environment 'production'" in m for m in refused)
 
 
 @pytest.mark.parametrize(
@@ -547,6 +574,14 @@ def test_a_missing_or_unknown_env_is_a_usage_error_naming_them(
 ) -> None:
     with pytest.raises(UsageError, match=message):
         open_serving(environments, "127.0.0.1", 0, environment=environment)
+
+
+def test_a_definitions_folder_is_never_served(tmp_path: Path) -> None:
+    """Definitions hold the values private attributes keep out of bundles."""
+    definitions = write_definitions(tmp_path / "definitions")
+    (definitions / "project.yaml").write_text("kind: project\nkey: project\n")
+    with pytest.raises(UsageError, match=r"holds definitions .*serve the folder"):
+        open_serving(definitions, "127.0.0.1", 0)
 
 
 def test_env_without_environments_is_a_usage_error(tmp_path: Path, bundles: Bundles) -> None:

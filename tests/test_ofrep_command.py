@@ -295,7 +295,9 @@ def test_environments_need_env_and_the_error_names_them(generated: Path, tmp_pat
     root = tmp_path / "generated"
     for name in ("staging", "production"):
         (root / name).mkdir(parents=True)
-        (root / name / "bundle.json").write_bytes((generated / "bundle.json").read_bytes())
+        document = json.loads((generated / "bundle.json").read_bytes())
+        document["release"]["environment"] = name  # outside the content id
+        (root / name / "bundle.json").write_text(json.dumps(document))
     missing = expc(tmp_path, "serve", str(root), "--port", "0")
     assert missing.returncode == 2
     assert "choose one with --env NAME" in missing.stderr

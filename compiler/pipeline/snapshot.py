@@ -287,7 +287,10 @@ def _linked(root: Path, outcomes: Iterable[Outcome]) -> Snapshot | Rejected:
         checked[key] = problems
     project = _project(objects)
     names = declared(project)
-    blocked = block_problems(objects, names)
+    # A project.yaml that failed to load declares nothing we know of: judging every
+    # `environments:` block against "no environments" would blame the wrong files.
+    project_unread = project is None and "project" in invalid_keys
+    blocked = [] if project_unread else block_problems(objects, names)
     relatives = {loaded.definition.key: relative for relative, loaded in by_relative.items()}
     nothing_blocks = not any(d.severity is Severity.ERROR for d in [*diagnostics, *blocked])
     environments, problems = in_each(

@@ -62,12 +62,16 @@ def definition_files(root: Path) -> Iterator[tuple[Path, str]]:
 
 def _link(entry: os.DirEntry[str], real_root: Path) -> Path | None:
     """What to list for a link: see `definition_files`."""
-    target = Path(os.path.realpath(entry.path))
     try:
         folder = entry.is_dir()
     except OSError:  # a circle of links: listed, so that reading it says so
         folder = False
-    if target.is_relative_to(real_root) and target.exists():
+    try:
+        target = Path(os.path.realpath(entry.path))
+        inside = target.is_relative_to(real_root) and target.exists()
+    except OSError:  # a link into what may not be read (/proc/1/cwd): listed, refused
+        return Path(entry.path)
+    if inside:
         return None if folder or not _is_yaml_name(entry.name) else target
     return Path(entry.path) if folder or _is_yaml_name(entry.name) else None
 
@@ -99,14 +103,14 @@ def read_raw(path: Path, display: str) -> bytes | Diagnostic:
     if display.endswith("/"):
         return make(codes.UNREADABLE, f"cannot list this folder: {_listing_problem(path)}", span)
     if not display.endswith(SUFFIX) or not _NOFOLLOW:
-        if path.is_symlink() and path.exists():
+        if _is_live_link(path):
             return _outside(path, span)
         if not display.endswith(SUFFIX):
             return _not_yaml(display, span)
     try:
         descriptor = os.open(path, _OPEN_FLAGS)
     except OSError as error:
-        if path.is_symlink() and path.exists():
+        if _is_live_link(path):
             return _outside(path, span)
         return make(codes.UNREADABLE, f"cannot read the file: {_open_problem(path, error)}", span)
     with os.fdopen(descriptor, "rb", buffering=0) as stream:
@@ -154,8 +158,25 @@ def _open_problem(path: Path, error: OSError) -> str:
     return str(error.strerror)
 
 
+def _is_live_link(path: Path) -> bool:
+    """A link that leads to something, also to what this process may not look at."""
+    try:
+        return path.is_symlink() and path.exists()
+    except OSError:  # EACCES past the link (/proc/1/cwd): it leads somewhere
+        return True
+
+
+def link_noun(link: Path) -> str:
+    """What a link leads to, in a message: a folder, a file, or an entry that cannot be
+    looked at."""
+    try:
+        return "folder" if link.is_dir() else "file"
+    except OSError:
+        return "entry"
+
+
 def _outside(link: Path, span: Span) -> Diagnostic:
-    what = "folder" if link.is_dir() else "file"
+    what = link_noun(link)
     return make(
         codes.OUTSIDE_DEFINITIONS,
         f"this {what} is a link to '{link.readlink().as_posix()}', outside the definitions "

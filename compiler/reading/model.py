@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 KEY_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 ENVIRONMENT_PATTERN = r"^[a-z][a-z0-9-]{0,31}$"
@@ -29,9 +30,14 @@ VARIANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 def _int_to_decimal(value: Any) -> Any:
-    # YAML `50` is an int, `50.5` a Decimal; both are percents.
+    # YAML `50` is an int, `50.5` a Decimal; both are percents. Anything else would get
+    # pydantic's "an instance of Decimal", which says nothing to someone writing YAML.
     if isinstance(value, int) and not isinstance(value, bool):
         return Decimal(value)
+    if not isinstance(value, Decimal):
+        raise PydanticCustomError(
+            "percent_type", "must be a number from 0 to 100 (a percent, without '%'), e.g. 20"
+        )
     return value
 
 

@@ -28,7 +28,10 @@ remembered user costs about 400 bytes.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
+import math
+import numbers
 import threading
 import time
 import weakref
@@ -86,10 +89,15 @@ LAST, LAST_UNTIL = "last", "last-until"
 QUEUED, DEDUPLICATED, ANONYMOUS, DROPPED, DELIVERED, FAILED, WAITING = range(7)
 # Records the delivery thread passes through the window per taking of its lock.
 _SLICE = 256
+# Seconds the delivery thread rests after an unexpected error before it tries again.
+_PAUSE_AFTER_ERROR = 1.0
 
 
 class Exposures:
-    """Collects exposure events and delivers them to `sink` on a background thread."""
+    """Collects exposure events and delivers them to `sink` on a background thread.
+
+    Raises ValueError, naming the setting, for a setting delivery could not live with
+    (docs/exposures.md lists what each takes)."""
 
     def __init__(
         self,
@@ -103,17 +111,15 @@ class Exposures:
     ) -> None:
         if not callable(sink):
             raise TypeError("an exposure sink is a callable taking a list of events")
-        if window < 0 or ttl < 0 or capacity < 1 or batch_size < 1 or flush_interval <= 0:
-            raise ValueError(
-                "window and ttl must be at least 0; capacity, batch_size and "
-                "flush_interval more than 0"
-            )
+        # Checked here, in the application's own code, because later they are used only
+        # on the delivery thread and in evaluations, which must never raise (an infinite
+        # interval would make the thread's wait fail, and delivery stop for good).
         self.sink = sink
-        self.window = window
-        self.ttl = ttl
-        self.capacity = capacity
-        self.batch_size = batch_size
-        self.flush_interval = flush_interval
+        self.window = _count("window", window, least=0)
+        self.ttl = _seconds("ttl", ttl, positive=False, waited=False)
+        self.capacity = _count("capacity", capacity, least=1)
+        self.batch_size = _count("batch_size", batch_size, least=1)
+        self.flush_interval = _seconds("flush_interval", flush_interval, positive=True)
         # Each evaluation's exposures, flat: value, time, how many templates, templates.
         # No container per evaluation outlives the call: a tuple or a list would wait
         # here for up to a second and be promoted by the garbage collector, which then
@@ -199,13 +205,20 @@ class Exposures:
     # --- the delivery thread --------------------------------------------------------
 
     def _deliver_forever(self) -> None:
+        reported = False
         while not self._closed:
-            self._wake.wait(self.flush_interval)
-            self._wake.clear()
+            # Everything inside: a dead delivery thread would lose every later event
+            # silently (the queue fills, then drops), so nothing may end it but close().
             try:
+                self._wake.wait(self.flush_interval)
+                self._wake.clear()
                 self.flush()
-            except Exception as error:  # flush does not raise; the thread must not die
-                log.error("expc exposures: unexpected %s; delivery goes on", _one_line(error))
+            except BaseException as error:  # a sink's sys.exit() too: only close() stops it
+                # Logged once: whatever failed is likely to fail again at every interval.
+                level = logging.DEBUG if reported else logging.ERROR
+                log.log(level, "expc exposures: unexpected %s; delivery goes on", _one_line(error))
+                reported = True
+                time.sleep(_PAUSE_AFTER_ERROR)  # never a busy loop, should the wait fail
 
     def flush(self) -> None:
         """Deliver every exposure queued so far, in this thread; returns when the sink
@@ -292,12 +305,17 @@ class Exposures:
                 self.sink.write_lines(built)  # type: ignore[attr-defined]
             else:
                 self.sink(built)
-        except Exception as error:
+        except BaseException as error:
             with self._window_lock:
                 self._counted[FAILED] += len(built)
             log.warning(
                 "expc exposure sink failed (%s); %d events lost", _one_line(error), len(built)
             )
+            # A sink's sys.exit() or a Ctrl-C while the application itself flushes or
+            # closes is the application's to handle; on the delivery thread it is just
+            # a failed batch, and the rest of the flush goes on.
+            if not isinstance(error, Exception) and threading.current_thread() is not self._thread:
+                raise
         else:
             with self._window_lock:
                 self._counted[DELIVERED] += len(built)
@@ -322,6 +340,7 @@ class Exposures:
         """Stop taking exposures, deliver what is queued, and close the sink when it has
         a `close`. Waits at most about `timeout` seconds for a batch under way. Safe to
         call more than once."""
+        timeout = _seconds("timeout", timeout, positive=False)  # before anything changes
         with self._window_lock:
             if self._closed:
                 return
@@ -344,6 +363,32 @@ class Exposures:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _count(name: str, value: object, *, least: int) -> int:
+    """`value` as a whole number of at least `least`, else a ValueError naming it."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= least:
+        return int(value)
+    raise ValueError(f"Exposures: {name} must be a whole number, at least {least}; got {value!r}")
+
+
+def _seconds(name: str, value: object, *, positive: bool, waited: bool = True) -> float:
+    """`value` as a finite number of seconds, more than 0 when `positive` (else at least
+    0) and, when it is `waited` for, at most what `threading` can wait; else a
+    ValueError naming it."""
+    seconds = math.nan
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):  # an int too large for a float
+            seconds = float(value)
+    most = threading.TIMEOUT_MAX if waited else math.inf
+    if math.isfinite(seconds) and (seconds > 0 if positive else seconds >= 0) and seconds <= most:
+        return seconds
+    bounds = "more than 0" if positive else "at least 0"
+    if waited:
+        bounds += f" and at most threading.TIMEOUT_MAX ({threading.TIMEOUT_MAX:g})"
+    raise ValueError(
+        f"Exposures: {name} must be a finite number of seconds, {bounds}; got {value!r}"
+    )
 
 
 def _one_line(error: BaseException) -> str:

@@ -9,10 +9,12 @@ docs/exposures.md); `Exposures` calls it from one thread at a time and calls its
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from io import FileIO
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from expc.sdk.exposure_events import json_line
 
@@ -26,6 +28,11 @@ class JsonLinesSink:
     between files, and every batch is flushed to the operating system before the call
     returns (`fsync=True` also forces it to disk). The file is opened on first use and
     created with its folder when missing.
+
+    A batch is written whole or not at all: when writing it fails (a full disk, a file
+    size limit), the file is cut back to where the batch began and reopened by the next
+    batch, and the error is raised. So a batch counted as failed is not in the file, and
+    a later batch never carries it in.
     """
 
     def __init__(
@@ -42,7 +49,9 @@ class JsonLinesSink:
         self.max_bytes = max_bytes
         self.backups = backups
         self.fsync = fsync
-        self._file: IO[bytes] | None = None
+        # Unbuffered: a batch is handed to the operating system in full here, so bytes of
+        # a failed batch can never wait in a buffer and go out with the next one.
+        self._file: FileIO | None = None
         self._size = 0
         self._lock = threading.Lock()  # a sink may also be called by flush() and close()
 
@@ -58,16 +67,30 @@ class JsonLinesSink:
             if self._size and self._size + len(data) > self.max_bytes:
                 self._rotate()
             assert self._file is not None
-            self._file.write(data)
-            self._file.flush()
-            if self.fsync:
-                os.fsync(self._file.fileno())
+            try:
+                _write_all(self._file, data)
+                if self.fsync:
+                    os.fsync(self._file.fileno())
+            except BaseException:
+                self._take_back()
+                raise
             self._size += len(data)
+
+    def _take_back(self) -> None:
+        """After a failed write: cut the file back to the batches written before, so no
+        part of this one stays, and close it; the next batch reopens it."""
+        file, self._file = self._file, None
+        assert file is not None
+        # Errors here are not raised: the write's own error is the one that explains.
+        with contextlib.suppress(OSError):
+            os.ftruncate(file.fileno(), self._size)
+        with contextlib.suppress(OSError):
+            file.close()
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab")
-        self._size = self._file.tell()
+        self._file = self.path.open("ab", buffering=0)
+        self._size = self._file.seek(0, os.SEEK_END)
 
     def _rotate(self) -> None:
         if self._file is not None:
@@ -91,3 +114,14 @@ class JsonLinesSink:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+def _write_all(file: FileIO, data: bytes) -> None:
+    """Write all of `data`: a raw file may take part of it (a write that reaches a file
+    size limit does), and then the rest fails or goes on."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if written is None:  # only for non-blocking files, which this never opens
+            raise BlockingIOError("the exposure file took no bytes")
+        view = view[written:]

@@ -18,7 +18,7 @@ from pydantic_core import ErrorDetails
 from expc import codes
 from expc.diagnostics import Code, Diagnostic, Span, make
 from expc.pipeline.snapshot import shown_path
-from expc.reading.listing import definition_files, key_of, read_raw
+from expc.reading.listing import definition_files, key_of, link_noun, read_raw
 from expc.reading.load import decode_source, did_you_mean
 from expc.reading.source import PathElement, SourceFile
 from expc.reading.yaml_values import SourceError
@@ -125,7 +125,7 @@ def _for_specs(problem: Diagnostic, path: Path) -> Diagnostic:
     if problem.code is codes.NOT_YAML_EXTENSION:
         return _not_yaml(problem.span.path)
     if problem.code is codes.OUTSIDE_DEFINITIONS:
-        what = "folder" if path.is_dir() else "file"
+        what = link_noun(path)
         return make(
             spec_codes.OUTSIDE_SPECS,
             f"this {what} is a link to '{path.readlink().as_posix()}', outside the specs "

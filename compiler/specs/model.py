@@ -13,7 +13,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Self
 
-from pydantic import BeforeValidator, Field, PlainValidator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, PlainValidator, model_validator
 from pydantic_core import PydanticCustomError
 
 from expc.reading.model import Strict
@@ -52,6 +52,16 @@ def _matrix_value(value: Any) -> Any:
 
 
 MatrixValue = Annotated[Any, PlainValidator(_matrix_value)]
+
+
+def _distinct_experiments(names: list[str]) -> list[str]:
+    # A user is always "in two" of [a, a]: the list would fail for a reason no one meant.
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"names {', '.join(repeated)} twice; list each experiment once")
+    return names
+
+
 MatrixName = Annotated[str, Field(pattern=_MATRIX_NAME)]
 Matrix = Annotated[
     dict[MatrixName, Annotated[list[MatrixValue], Field(min_length=1)]], Field(min_length=1)
@@ -128,7 +138,9 @@ class Spec(Strict):
     ] = None
     cases: list[Case] = Field(default_factory=list)
     shares: list[ShareCheck] = Field(default_factory=list)
-    exclusive: list[Annotated[list[Name], Field(min_length=2)]] = Field(default_factory=list)
+    exclusive: list[
+        Annotated[list[Name], Field(min_length=2), AfterValidator(_distinct_experiments)]
+    ] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _something_to_check(self) -> Self:

@@ -92,6 +92,12 @@ def _bucketing(document: Any) -> dict[str, str]:
 def load(data: bytes, environment: str | None) -> Loaded:
     """A verified bundle from its bytes; raises BundleError (and nothing else)."""
     evaluator = Evaluator(data)
+    if evaluator.environment != environment:
+        # A bundle copied into another environment's folder would answer, and label its
+        # answers, as that environment: refused like any bundle that does not verify.
+        raise BundleError(
+            f"the bundle is for {_named(evaluator.environment)}, not {_named(environment)}"
+        )
     try:
         bucketing = _bucketing(json.loads(data))
     except Exception as error:  # verified already; kept as a BundleError all the same
@@ -104,6 +110,10 @@ def load(data: bytes, environment: str | None) -> Loaded:
         attributes=tuple(dict.fromkeys(bucketing.values())),
         environment=environment,
     )
+
+
+def _named(environment: str | None) -> str:
+    return "no environment" if environment is None else f"the environment '{environment}'"
 
 
 Identity = tuple[int, int, int, int]

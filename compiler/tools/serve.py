@@ -397,6 +397,12 @@ def open_serving(
         raise UsageError(f"--port {port}: a port is 0-65535 (0: any free port)")
     if not directory.is_dir():
         raise UsageError(f"{directory}: no such directory; run 'expc compile' first")
+    if (directory / "project.yaml").is_file():
+        # Definitions hold what bundles never publish (private attributes' values).
+        raise UsageError(
+            f"{directory} holds definitions (project.yaml), not compiled outputs; "
+            "serve the folder `expc compile` writes (generated/ by default)"
+        )
     bundle = locate(directory, environment)
     token, note = read_token(token_file) if token_file is not None else (None, None)
     try:
