@@ -431,12 +431,12 @@ def run_specs(
     given = list(specs)
     if not given:
         folder, named = specs_folder(definitions, snapshot)
-        if not folder.exists() and not folder.is_symlink() and not named:
+        if not _present(folder, str(folder)) and not named:
             return SpecRun((), (), 0, searched=(shown_path(str(folder)),))
         given = [folder]
     searched = tuple(shown_path(str(path)) for path in given)
     for path, shown in zip(given, searched, strict=True):
-        if not path.exists() and not path.is_symlink():
+        if not _present(path, shown):
             raise UsageError(f"{shown}: no such spec file or folder")
     files = spec_files.listed(given)
     if not files:
@@ -453,6 +453,14 @@ def run_specs(
             raise UsageError(f"--env {environment}: no spec names this environment")
         outcome = dataclasses.replace(outcome, searched=searched)
     return outcome
+
+
+def _present(path: Path, shown: str) -> bool:
+    """Whether a spec path is there (a dangling link is: reading it says why)."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError as error:  # permission denied on the way to it
+        raise UsageError(f"{shown}: cannot be read ({error.strerror})") from error
 
 
 # --- setting up and shipping ----------------------------------------------------------

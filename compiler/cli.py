@@ -351,9 +351,16 @@ def _write_summary(path: str | None, markdown: str, append: bool = False) -> Non
     """`expc test --summary FILE`: the paragraph the pull-request comment adds."""
     if not path:
         return
+    from expc.outputs.files import write_atomic
+
     try:
-        with Path(path).open("a" if append else "w", encoding="utf-8") as stream:
-            stream.write(markdown)
+        if append:  # GitHub's job summary: other steps write to it too
+            with Path(path).open("a", encoding="utf-8") as stream:
+                stream.write(markdown)
+        elif not Path(path).parent.is_dir():
+            raise UsageError(f"{path}: no such folder to write it in")
+        else:  # whole or not at all, like every file expc writes
+            write_atomic(Path(path), markdown)
     except OSError as error:
         raise UsageError(f"{path}: cannot be written ({error.strerror})") from error
 

@@ -384,3 +384,6 @@ def test_a_link_that_cannot_be_followed_is_refused_where_it_stands(
     assert cli.main(["test"]) == cli.EXIT_USAGE
     printed = capsys.readouterr()
     assert "specs/locked.yaml:1:1: error[T014 spec-outside-folder]" in printed.out + printed.err
+    # Named on the command line, it cannot even be looked at: a usage error.
+    assert cli.main(["test", "specs/locked.yaml"]) == cli.EXIT_USAGE
+    assert "specs/locked.yaml: cannot be read (Permission denied)" in capsys.readouterr().err

@@ -253,6 +253,8 @@ def test_usage_errors_and_what_runs_by_default(
     assert "-n must be between 1 and 10,000,000" in usage("-n", "0")
     # A count that would hold a CI runner for hours is refused before anything runs.
     assert "-n must be between 1 and 10,000,000" in usage("-n", "99999999999999999999")
+    assert "no such folder to write it in" in usage("--summary", str(shop / "nowhere" / "x.md"))
+    assert not (shop / "nowhere").exists()
     junit = _test(shop, "--env", "qa", "--format", "junit", monkeypatch=monkeypatch, capsys=capsys)
     error = ET.fromstring(junit[1]).find("testsuite/testcase/error")
     assert error is not None and "--env qa: no such environment" in (error.get("message") or "")
