@@ -438,6 +438,24 @@ def test_the_json_lines_sink_writes_one_event_per_line_and_rotates(tmp_path: Pat
     assert all((path.parent / name).stat().st_size <= 2_000 for name in files)
 
 
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"max_bytes": float("nan")},
+        {"max_bytes": float("inf")},
+        {"max_bytes": 0},
+        {"max_bytes": True},
+        {"backups": -1},
+        {"backups": 1.5},
+    ],
+)
+def test_a_json_lines_sink_refuses_sizes_that_would_never_rotate(
+    tmp_path: Path, settings: dict[str, Any]
+) -> None:
+    with pytest.raises(ValueError, match="JsonLinesSink: max_bytes must be a whole number"):
+        JsonLinesSink(tmp_path / "exposures.jsonl", **settings)
+
+
 def test_a_json_lines_sink_without_backups_starts_over(tmp_path: Path) -> None:
     path = tmp_path / "exposures.jsonl"
     sink = JsonLinesSink(path, max_bytes=500, backups=0)

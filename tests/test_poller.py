@@ -494,3 +494,25 @@ def test_a_poller_gives_its_exposures_to_the_evaluator_it_makes_and_close_delive
     assert len(also) == 1
     with pytest.raises(ValueError, match="already records exposures"):
         BundlePoller(server.url, given, exposures=also.extend)
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"interval": float("inf")},
+        {"interval": 0},
+        {"max_interval": float("nan")},
+        {"timeout": -1},
+        {"deadline": float("inf")},
+        {"max_bytes": 0},
+        {"max_bytes": 1.5},
+    ],
+)
+def test_settings_a_polling_thread_could_not_live_with_are_refused_when_made(
+    setting: dict[str, Any],
+) -> None:
+    """An infinite wait would end the polling thread (Event.wait overflows): refused in
+    the application's own code instead, naming the setting."""
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"BundlePoller: {name} must be"):
+        BundlePoller("http://127.0.0.1:9/bundle.json", **setting)

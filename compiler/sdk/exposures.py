@@ -115,11 +115,13 @@ class Exposures:
         # on the delivery thread and in evaluations, which must never raise (an infinite
         # interval would make the thread's wait fail, and delivery stop for good).
         self.sink = sink
-        self.window = _count("window", window, least=0)
-        self.ttl = _seconds("ttl", ttl, positive=False, waited=False)
-        self.capacity = _count("capacity", capacity, least=1)
-        self.batch_size = _count("batch_size", batch_size, least=1)
-        self.flush_interval = _seconds("flush_interval", flush_interval, positive=True)
+        self.window = count_setting("Exposures", "window", window, least=0)
+        self.ttl = seconds_setting("Exposures", "ttl", ttl, positive=False, waited=False)
+        self.capacity = count_setting("Exposures", "capacity", capacity, least=1)
+        self.batch_size = count_setting("Exposures", "batch_size", batch_size, least=1)
+        self.flush_interval = seconds_setting(
+            "Exposures", "flush_interval", flush_interval, positive=True
+        )
         # Each evaluation's exposures, flat: value, time, how many templates, templates.
         # No container per evaluation outlives the call: a tuple or a list would wait
         # here for up to a second and be promoted by the garbage collector, which then
@@ -340,7 +342,9 @@ class Exposures:
         """Stop taking exposures, deliver what is queued, and close the sink when it has
         a `close`. Waits at most about `timeout` seconds for a batch under way. Safe to
         call more than once."""
-        timeout = _seconds("timeout", timeout, positive=False)  # before anything changes
+        timeout = seconds_setting(
+            "Exposures", "timeout", timeout, positive=False
+        )  # before anything changes
         with self._window_lock:
             if self._closed:
                 return
@@ -365,14 +369,16 @@ class Exposures:
         self.close()
 
 
-def _count(name: str, value: object, *, least: int) -> int:
+def count_setting(owner: str, name: str, value: object, *, least: int) -> int:
     """`value` as a whole number of at least `least`, else a ValueError naming it."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= least:
         return int(value)
-    raise ValueError(f"Exposures: {name} must be a whole number, at least {least}; got {value!r}")
+    raise ValueError(f"{owner}: {name} must be a whole number, at least {least}; got {value!r}")
 
 
-def _seconds(name: str, value: object, *, positive: bool, waited: bool = True) -> float:
+def seconds_setting(
+    owner: str, name: str, value: object, *, positive: bool, waited: bool = True
+) -> float:
     """`value` as a finite number of seconds, more than 0 when `positive` (else at least
     0) and, when it is `waited` for, at most what `threading` can wait; else a
     ValueError naming it."""
@@ -386,9 +392,7 @@ def _seconds(name: str, value: object, *, positive: bool, waited: bool = True) -
     bounds = "more than 0" if positive else "at least 0"
     if waited:
         bounds += f" and at most threading.TIMEOUT_MAX ({threading.TIMEOUT_MAX:g})"
-    raise ValueError(
-        f"Exposures: {name} must be a finite number of seconds, {bounds}; got {value!r}"
-    )
+    raise ValueError(f"{owner}: {name} must be a finite number of seconds, {bounds}; got {value!r}")
 
 
 def _one_line(error: BaseException) -> str:

@@ -43,7 +43,7 @@ from typing import Any
 
 from expc.sdk.bundle_file import read_with_age, write_atomically
 from expc.sdk.evaluate import BundleError, Evaluator
-from expc.sdk.exposures import Exposures, Sink
+from expc.sdk.exposures import Exposures, Sink, count_setting, seconds_setting
 
 log = logging.getLogger("expc.poller")
 
@@ -137,11 +137,15 @@ class BundlePoller:
         evaluator, the one given or the one the poller makes."""
         self.url = url
         self.evaluator = evaluator
-        self.interval = interval
-        self.max_interval = max_interval
-        self.timeout = timeout
-        self.max_bytes = max_bytes
-        self.deadline = deadline
+        # Checked here, in the application's own code: a wait the polling thread cannot
+        # make (infinity, NaN) would end it, and a poller must never stop.
+        self.interval = seconds_setting("BundlePoller", "interval", interval, positive=True)
+        self.max_interval = seconds_setting(
+            "BundlePoller", "max_interval", max_interval, positive=True
+        )
+        self.timeout = seconds_setting("BundlePoller", "timeout", timeout, positive=True)
+        self.max_bytes = count_setting("BundlePoller", "max_bytes", max_bytes, least=1)
+        self.deadline = seconds_setting("BundlePoller", "deadline", deadline, positive=True)
         self.cache_file = None if cache_file is None else Path(cache_file)
         self.exposures = None if evaluator is None else evaluator.exposures
         if exposures is not None:

@@ -43,8 +43,12 @@ class JsonLinesSink:
         backups: int = 5,
         fsync: bool = False,
     ) -> None:
-        if max_bytes < 1 or backups < 0:
-            raise ValueError("max_bytes must be positive and backups at least 0")
+        # Whole numbers only: a NaN or infinite size would never rotate the file.
+        if not _whole(max_bytes, least=1) or not _whole(backups, least=0):
+            raise ValueError(
+                "JsonLinesSink: max_bytes must be a whole number of at least 1 and backups "
+                f"one of at least 0; got max_bytes={max_bytes!r}, backups={backups!r}"
+            )
         self.path = Path(path)
         self.max_bytes = max_bytes
         self.backups = backups
@@ -125,3 +129,7 @@ def _write_all(file: FileIO, data: bytes) -> None:
         if written is None:  # only for non-blocking files, which this never opens
             raise BlockingIOError("the exposure file took no bytes")
         view = view[written:]
+
+
+def _whole(value: object, *, least: int) -> bool:
+    return type(value) is int and value >= least
