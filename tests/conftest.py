@@ -91,6 +91,25 @@ def expc(
     )
 
 
+def run_in_process(args: list[str]) -> tuple[int, str]:
+    """`expc ARGS` in this process: exit code and everything printed."""
+    import contextlib
+    import gc
+    import io
+
+    from expc import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    collecting = gc.isenabled()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = cli.main(args)
+    finally:
+        if collecting:  # `cli.main` may switch the collector off for its one run
+            gc.enable()
+    return status, out.getvalue() + err.getvalue()
+
+
 def valid_snapshot(definitions: Path, display_root: str | None = None) -> Snapshot:
     """The definitions read through the pipeline; they must be valid."""
     result = read(definitions, display_root)

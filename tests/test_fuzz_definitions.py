@@ -14,8 +14,6 @@ through `cli.main`; a smaller corpus of the nastiest trees also runs as separate
 from __future__ import annotations
 
 import contextlib
-import gc
-import io
 import json
 import os
 import re
@@ -28,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import fuzz_examples
+from conftest import fuzz_examples, run_in_process
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -80,17 +78,7 @@ _OTHER_LINES = re.compile(
 )
 
 
-def run(args: list[str]) -> tuple[int, str]:
-    """`expc ARGS` in this process: exit code and everything printed."""
-    out, err = io.StringIO(), io.StringIO()
-    collecting = gc.isenabled()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = cli.main(args)
-    finally:
-        if collecting:  # `cli.main` may switch the collector off for its one run
-            gc.enable()
-    return status, out.getvalue() + err.getvalue()
+run = run_in_process
 
 
 def assert_located(printed: str, definitions: Path) -> None:

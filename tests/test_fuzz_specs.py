@@ -11,8 +11,6 @@ is YAML) so that any value can be expressed.
 from __future__ import annotations
 
 import contextlib
-import gc
-import io
 import json
 import re
 import shutil
@@ -21,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from conftest import CASES, fuzz_examples
+from conftest import CASES, fuzz_examples, run_in_process
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
@@ -50,16 +48,7 @@ def written(files: dict[str, bytes]) -> Iterator[Path]:
         shutil.rmtree(top, ignore_errors=True)
 
 
-def run(args: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    collecting = gc.isenabled()
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            status = cli.main(args)
-    finally:
-        if collecting:
-            gc.enable()
-    return status, out.getvalue() + err.getvalue()
+run = run_in_process
 
 
 def assert_survives(files: dict[str, bytes]) -> None:
